@@ -1,0 +1,344 @@
+//! Command-line parsing of the daemon (no PulseAudio needed).
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_novnc-audio");
+
+const LONG_OPTIONS: &[&str] = &[
+    "--port",
+    "--host",
+    "--path",
+    "--device",
+    "--sample-rate",
+    "--channels",
+    "--bitrate",
+    "--latency",
+    "--no-monitor",
+    "--codec",
+    "--frame-ms",
+    "--opus-application",
+    "--sink-name",
+    "--max-clients",
+    "--token-file",
+    "--allow-origin",
+    "--no-web",
+    "--no-stats",
+    "--config",
+    "--daemonize",
+    "--pidfile",
+    "--allow-root",
+    "--log-level",
+    "--help",
+    "--version",
+];
+
+const SHORT_OPTIONS: &[&str] = &["-p", "-H", "-d", "-r", "-c", "-b", "-l", "-h", "-V"];
+
+struct Out {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+fn temp_dir() -> PathBuf {
+    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
+    let d = std::env::temp_dir().join(format!("nvat-cli-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Run the binary with no way to reach any PulseAudio; kill it after 5 s.
+fn run(args: &[&str]) -> Out {
+    let dir = temp_dir();
+    let mut cmd = Command::new(BIN);
+    for v in [
+        "PULSE_SERVER",
+        "PULSE_SINK",
+        "PULSE_SOURCE",
+        "PULSE_COOKIE",
+        "DBUS_SESSION_BUS_ADDRESS",
+        "JOURNAL_STREAM",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env(
+        "PULSE_SERVER",
+        format!("unix:{}/no-such-socket", dir.display()),
+    )
+    .env("XDG_RUNTIME_DIR", &dir)
+    .env("HOME", &dir)
+    .args(args)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn novnc-audio");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            let _ = std::fs::remove_dir_all(&dir);
+            panic!(
+                "novnc-audio {args:?} did not exit within 5 s; stderr:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    Out {
+        code: out.status.code(),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn check_config(args: &[&str]) -> Out {
+    let mut all = vec!["--allow-root", "--check-config"];
+    all.extend_from_slice(args);
+    let out = run(&all);
+    assert_eq!(
+        out.code,
+        Some(0),
+        "{args:?} --check-config must be accepted; stderr: {}",
+        out.stderr
+    );
+    out
+}
+
+#[test]
+fn help_lists_every_option() {
+    for flag in ["--help", "-h"] {
+        let out = run(&[flag]);
+        assert_eq!(out.code, Some(0), "{flag}: stderr {}", out.stderr);
+        for opt in LONG_OPTIONS.iter().chain(SHORT_OPTIONS) {
+            let found = out
+                .stdout
+                .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
+                .any(|w| w == *opt);
+            assert!(found, "{flag} output does not list {opt}:\n{}", out.stdout);
+        }
+    }
+}
+
+#[test]
+fn version() {
+    for flag in ["--version", "-V"] {
+        let out = run(&[flag]);
+        assert_eq!(out.code, Some(0), "{flag}: stderr {}", out.stderr);
+        assert!(
+            out.stdout.contains(env!("CARGO_PKG_VERSION")),
+            "{flag} printed {:?}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn invalid_values_exit_2_naming_the_option() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["-p", "0"], "port"),
+        (&["-p", "70000"], "port"),
+        (&["--port", "abc"], "port"),
+        (&["-r", "44100"], "sample-rate"),
+        (&["-c", "3"], "channels"),
+        (&["-c", "0"], "channels"),
+        (&["-b", "5000"], "bitrate"),
+        (&["-b", "600000"], "bitrate"),
+        (&["--codec", "mp3"], "codec"),
+        (&["--frame-ms", "7"], "frame-ms"),
+        (&["--opus-application", "voip"], "opus-application"),
+        (&["--log-level", "loud"], "log-level"),
+        (&["-l", "soon"], "latency"),
+        (&["--bogus"], "bogus"),
+        (&["-p"], "p"),
+    ];
+    for (args, name) in cases {
+        let mut all = vec!["-H", "127.0.0.1", "--allow-root"];
+        if !args.contains(&"-p") && !args.contains(&"--port") {
+            all.extend(["-p", "1"]);
+        }
+        all.extend_from_slice(args);
+        let out = run(&all);
+        let err = out.stderr.trim();
+        assert_eq!(
+            out.code,
+            Some(2),
+            "{args:?} must exit 2; got {:?}, stderr {err:?}",
+            out.code
+        );
+        assert_eq!(
+            err.lines().count(),
+            1,
+            "{args:?}: expected one stderr line, got {err:?}"
+        );
+        assert!(
+            err.contains(name),
+            "{args:?}: stderr {err:?} does not name {name}"
+        );
+    }
+}
+
+#[test]
+fn check_config_accepts_every_option() {
+    let out = check_config(&[
+        "-p",
+        "7000",
+        "-H",
+        "127.0.0.1",
+        "--path",
+        "/x",
+        "-d",
+        "foo",
+        "-r",
+        "24000",
+        "-c",
+        "1",
+        "-b",
+        "32000",
+        "-l",
+        "10000",
+        "--no-monitor",
+        "--codec",
+        "pcm",
+        "--frame-ms",
+        "10",
+    ]);
+    for v in [
+        "7000",
+        "127.0.0.1",
+        "/x",
+        "foo",
+        "24000",
+        "32000",
+        "10000",
+        "pcm",
+    ] {
+        assert!(
+            out.stdout.contains(v),
+            "--check-config output lacks {v}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn check_config_defaults() {
+    let out = check_config(&[]);
+    for v in [
+        "6090",
+        "0.0.0.0",
+        "/audio",
+        "48000",
+        "64000",
+        "20000",
+        "opus",
+        "novnc_audio",
+    ] {
+        assert!(
+            out.stdout.contains(v),
+            "default config output lacks {v}:\n{}",
+            out.stdout
+        );
+    }
+}
+
+#[test]
+fn each_valid_value_is_accepted() {
+    let dir = temp_dir();
+    let token = dir.join("token");
+    std::fs::write(&token, "t0k3n\n").unwrap();
+    let token = token.to_str().unwrap().to_owned();
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["--port", "1"],
+        vec!["--port", "65535"],
+        vec!["--host", "::1"],
+        vec!["--device", "default"],
+        vec!["--sample-rate", "8000"],
+        vec!["-r", "12000"],
+        vec!["-r", "16000"],
+        vec!["-r", "48000"],
+        vec!["--channels", "2"],
+        vec!["--bitrate", "6000"],
+        vec!["--bitrate", "510000"],
+        vec!["--latency", "5000"],
+        vec!["--codec", "opus"],
+        vec!["--frame-ms", "2.5"],
+        vec!["--frame-ms", "5"],
+        vec!["--frame-ms", "20"],
+        vec!["--frame-ms", "40"],
+        vec!["--frame-ms", "60"],
+        vec!["--opus-application", "audio"],
+        vec!["--opus-application", "lowdelay"],
+        vec!["--sink-name", "my_sink"],
+        vec!["--max-clients", "3"],
+        vec!["--token-file", &token],
+        vec!["--allow-origin", "https://a", "--allow-origin", "https://b"],
+        vec!["--no-web", "--no-stats"],
+        vec!["--log-level", "error"],
+        vec!["--log-level", "warn"],
+        vec!["--log-level", "info"],
+        vec!["--log-level", "debug"],
+    ];
+    for args in &cases {
+        check_config(args);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn config_file_and_override() {
+    let dir = temp_dir();
+    let conf = dir.join("novnc-audio.conf");
+    std::fs::write(
+        &conf,
+        "# test config\nport = 7001\nbitrate = 48000\nno-web = true\n\
+         allow-origin = https://a\nallow-origin = https://b\nsink-name = from_file\n",
+    )
+    .unwrap();
+    let conf = conf.to_str().unwrap();
+    let out = check_config(&["--config", conf]);
+    for v in ["7001", "48000", "from_file"] {
+        assert!(
+            out.stdout.contains(v),
+            "config file value {v} missing:\n{}",
+            out.stdout
+        );
+    }
+    let out = check_config(&["--config", conf, "-p", "7002"]);
+    assert!(
+        out.stdout.contains("7002") && !out.stdout.contains("7001"),
+        "-p must override the file's port:\n{}",
+        out.stdout
+    );
+
+    std::fs::write(dir.join("bad.conf"), "port = 7001\nbogus-key = 1\n").unwrap();
+    let bad = dir.join("bad.conf");
+    let out = run(&[
+        "--allow-root",
+        "--check-config",
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert!(
+        matches!(out.code, Some(1) | Some(2)),
+        "unknown config key must fail; got {:?}",
+        out.code
+    );
+    assert!(
+        out.stderr.contains("bogus-key") && out.stderr.contains('2'),
+        "error must name the key and line 2: {:?}",
+        out.stderr
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,224 @@
+//! HTTP side of the daemon: raw requests on the stream port.
+
+mod common;
+
+use std::io::Write;
+use std::net::{Shutdown, TcpStream};
+use std::thread;
+use std::time::Duration;
+
+use common::*;
+
+fn setup(args: &[&str]) -> (PulseServer, Daemon) {
+    let pulse = PulseServer::start();
+    let daemon = Daemon::start(&pulse, args);
+    (pulse, daemon)
+}
+
+fn get(path: &str, extra_headers: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{extra_headers}\r\n")
+}
+
+fn expect_status(daemon: &Daemon, request: &str, status: u16) -> RawResponse {
+    let resp = raw_request(daemon.addr(), request.as_bytes())
+        .unwrap_or_else(|e| panic!("request {request:?}: {e}"));
+    assert_eq!(
+        resp.status,
+        status,
+        "request {request:?} got:\n{}\n{}",
+        resp.head,
+        resp.body_text()
+    );
+    resp
+}
+
+#[test]
+fn unknown_path_is_404() {
+    let (_pulse, daemon) = setup(&[]);
+    expect_status(&daemon, &upgrade_request("/nope", ""), 404);
+    expect_status(&daemon, &get("/nope", ""), 404);
+}
+
+#[test]
+fn plain_get_on_stream_path_is_426() {
+    let (_pulse, daemon) = setup(&[]);
+    let resp = raw_request(daemon.addr(), get("/audio", "").as_bytes()).expect("response");
+    assert!(
+        resp.status == 426 || resp.status == 400,
+        "plain GET /audio: {}",
+        resp.head
+    );
+    let body = resp.body_text();
+    assert!(
+        !body.trim().is_empty() && body.len() < 200 && body.trim().lines().count() == 1,
+        "expected a short one-line body, got {body:?}"
+    );
+}
+
+#[test]
+fn garbage_requests_do_not_disturb_streaming() {
+    let (pulse, daemon) = setup(&[]);
+    assert!(pulse.wait_default_sink("novnc_audio", Duration::from_secs(5)));
+    let mut c = WsClient::connect(&daemon.url("/audio"));
+    let reader = thread::spawn(move || {
+        let mut frames = vec![c.next_frame()];
+        frames.extend(c.collect_for(Duration::from_millis(3000)));
+        frames
+    });
+    thread::sleep(Duration::from_millis(300));
+
+    let garbage: &[&[u8]] = &[
+        b"\x00\x01\x02garbage\xff\xfe\r\n\r\n",
+        b"NOT HTTP AT ALL\r\n\r\n",
+        b"GET\r\n\r\n",
+        b"GET /audio HTTP/1.1\r\nthis is not a header\r\n\r\n",
+    ];
+    for g in garbage {
+        match raw_request(daemon.addr(), g) {
+            Ok(resp) => assert_eq!(
+                resp.status,
+                400,
+                "garbage {:?} got {}",
+                String::from_utf8_lossy(g),
+                resp.head
+            ),
+            Err(e) => println!("garbage {:?}: closed ({e})", String::from_utf8_lossy(g)),
+        }
+    }
+    // A TLS ClientHello-like start, then EOF.
+    let mut s = TcpStream::connect(daemon.addr()).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
+        .unwrap();
+    s.shutdown(Shutdown::Write).unwrap();
+    match read_response(&mut s) {
+        Ok(resp) => assert_eq!(resp.status, 400, "TLS hello got {}", resp.head),
+        Err(e) => println!("TLS hello: closed ({e})"),
+    }
+    // A connection that sends nothing and goes away.
+    drop(TcpStream::connect(daemon.addr()).unwrap());
+
+    let frames = reader.join().expect("healthy client kept receiving");
+    check_timestamps(&frames, 20, 10).unwrap();
+    let fps = arrival_rate(
+        &frames,
+        frames[0].received + Duration::from_millis(500),
+        Duration::from_millis(2400),
+    );
+    println!("healthy client during garbage: {fps:.2} fps");
+    assert!((fps - 50.0).abs() <= 2.0, "{fps:.2} frames/s");
+    assert!(daemon.stderr_text().lines().count() < 200, "log flood");
+}
+
+#[test]
+fn subprotocol_first_offer_is_echoed() {
+    let (_pulse, daemon) = setup(&[]);
+    let resp = expect_status(
+        &daemon,
+        &upgrade_request("/audio", "Sec-WebSocket-Protocol: binary, foo\r\n"),
+        101,
+    );
+    assert_eq!(
+        resp.header("sec-websocket-protocol").as_deref(),
+        Some("binary"),
+        "{}",
+        resp.head
+    );
+    assert_eq!(
+        resp.header("sec-websocket-accept").as_deref(),
+        Some("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="),
+        "{}",
+        resp.head
+    );
+    // Without an offer, no protocol header is sent back.
+    let resp = expect_status(&daemon, &upgrade_request("/audio", ""), 101);
+    assert_eq!(resp.header("sec-websocket-protocol"), None, "{}", resp.head);
+}
+
+#[test]
+fn stats_and_metrics() {
+    let (_pulse, daemon) = setup(&[]);
+    let _client = WsClient::connect(&daemon.url("/audio"));
+    let resp = expect_status(&daemon, &get("/stats", ""), 200);
+    let body = resp.body_text();
+    assert!(body.contains("\"clients\""), "/stats body: {body}");
+    assert!(body.trim_start().starts_with('{'), "/stats is JSON: {body}");
+    let resp = expect_status(&daemon, &get("/metrics", ""), 200);
+    assert!(!resp.body.is_empty(), "/metrics body is empty");
+}
+
+#[test]
+fn no_stats_and_no_web() {
+    let (_pulse, daemon) = setup(&[]);
+    let page = expect_status(&daemon, &get("/", ""), 200);
+    assert!(
+        page.body_text().to_lowercase().contains("html"),
+        "GET / is the page"
+    );
+    expect_status(&daemon, &get("/novnc-audio.js", ""), 200);
+    drop(daemon);
+    drop(_pulse);
+
+    let (_pulse, daemon) = setup(&["--no-stats", "--no-web"]);
+    expect_status(&daemon, &get("/stats", ""), 404);
+    expect_status(&daemon, &get("/metrics", ""), 404);
+    expect_status(&daemon, &get("/", ""), 404);
+    expect_status(&daemon, &get("/novnc-audio.js", ""), 404);
+}
+
+#[test]
+fn custom_path() {
+    let (_pulse, daemon) = setup(&["--path", "/x"]);
+    expect_status(&daemon, &upgrade_request("/x", ""), 101);
+    expect_status(&daemon, &upgrade_request("/audio", ""), 404);
+}
+
+#[test]
+fn oversized_headers_are_431() {
+    let (_pulse, daemon) = setup(&[]);
+    let big = format!("X-Big: {}\r\n", "a".repeat(9000));
+    expect_status(&daemon, &upgrade_request("/audio", &big), 431);
+}
+
+#[test]
+fn max_clients_gives_503() {
+    let (_pulse, daemon) = setup(&["--max-clients", "1"]);
+    let _first = WsClient::connect(&daemon.url("/audio"));
+    expect_status(&daemon, &upgrade_request("/audio", ""), 503);
+}
+
+#[test]
+fn token_is_required() {
+    let pulse = PulseServer::start();
+    let token_file = pulse.dir().join("token");
+    std::fs::write(&token_file, "s3cret\n").unwrap();
+    let daemon = Daemon::start(&pulse, &["--token-file", token_file.to_str().unwrap()]);
+    expect_status(&daemon, &upgrade_request("/audio", ""), 401);
+    expect_status(&daemon, &upgrade_request("/audio?token=wrong", ""), 401);
+    expect_status(&daemon, &upgrade_request("/audio?token=s3cret", ""), 101);
+    expect_status(
+        &daemon,
+        &upgrade_request("/audio", "Authorization: Bearer s3cret\r\n"),
+        101,
+    );
+    expect_status(
+        &daemon,
+        &upgrade_request("/audio", "Authorization: Bearer nope\r\n"),
+        401,
+    );
+}
+
+#[test]
+fn origin_allow_list() {
+    let (_pulse, daemon) = setup(&["--allow-origin", "https://vnc.example"]);
+    expect_status(
+        &daemon,
+        &upgrade_request("/audio", "Origin: https://evil.example\r\n"),
+        403,
+    );
+    expect_status(
+        &daemon,
+        &upgrade_request("/audio", "Origin: https://vnc.example\r\n"),
+        101,
+    );
+}

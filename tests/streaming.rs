@@ -1,0 +1,467 @@
+//! Streaming behaviour of the daemon against a private PulseAudio.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+use tungstenite::protocol::frame::coding::CloseCode;
+
+const SINK: &str = "novnc_audio";
+
+/// A private server plus a daemon that has created and selected its sink.
+fn setup(args: &[&str]) -> (PulseServer, Daemon) {
+    let pulse = PulseServer::start();
+    assert!(pulse.sinks().is_empty(), "a fresh test server has no sinks");
+    let daemon = Daemon::start(&pulse, args);
+    assert!(
+        pulse.wait_default_sink(SINK, Duration::from_secs(5)),
+        "daemon did not create and select the null sink {SINK} within 5 s; sinks {:?}, default {:?}",
+        pulse.sinks(),
+        pulse.default_sink()
+    );
+    (pulse, daemon)
+}
+
+fn assert_tone(mono: &[f32], freq: f64, what: &str) {
+    let level = rms(mono);
+    assert!(
+        level > 0.1,
+        "{what}: expected a {freq} Hz tone, got near silence (rms {level:.4})"
+    );
+    let got = dominant_frequency(mono, 48000);
+    assert!(
+        (got - freq).abs() <= 10.0,
+        "{what}: dominant frequency {got} Hz, expected {freq} ± 10 Hz"
+    );
+}
+
+/// Arrival-rate window: starts 0.5 s after the first frame.
+fn window_rate(frames: &[Frame], secs: f64) -> f64 {
+    arrival_rate(
+        frames,
+        frames[0].received + Duration::from_millis(500),
+        Duration::from_secs_f64(secs),
+    )
+}
+
+#[test]
+fn creates_one_null_sink_and_makes_it_default() {
+    let pulse = PulseServer::start();
+    assert_eq!(pulse.sinks(), Vec::<String>::new());
+    let mut daemon = Daemon::start(&pulse, &[]);
+    let ok = poll_until(Duration::from_secs(5), || {
+        (pulse.sinks() == [SINK] && pulse.default_sink().as_deref() == Some(SINK)).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "expected exactly one sink {SINK}, the default; got sinks {:?}, default {:?}",
+        pulse.sinks(),
+        pulse.default_sink()
+    );
+    // It must stay exactly one (no duplicate created later).
+    thread::sleep(Duration::from_millis(700));
+    assert_eq!(pulse.sinks(), [SINK]);
+    let st = daemon.stop();
+    assert_eq!(st.code(), Some(0), "SIGTERM exit status: {st}");
+    drop(daemon);
+
+    let mut again = Daemon::start(&pulse, &[]);
+    let ok = poll_until(Duration::from_secs(5), || {
+        (pulse.sinks() == [SINK] && pulse.default_sink().as_deref() == Some(SINK)).then_some(())
+    });
+    assert!(
+        ok.is_some(),
+        "after a restart: sinks {:?}, default {:?}",
+        pulse.sinks(),
+        pulse.default_sink()
+    );
+    thread::sleep(Duration::from_millis(700));
+    assert_eq!(pulse.sinks(), [SINK], "restart must not pile up null sinks");
+    let st = again.stop();
+    assert_eq!(st.code(), Some(0), "second SIGTERM exit status: {st}");
+}
+
+#[test]
+fn opus_stream_to_three_clients() {
+    let (pulse, daemon) = setup(&[]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let url = daemon.url("/audio");
+    let handles: Vec<_> = (0..3)
+        .map(|_| {
+            let url = url.clone();
+            thread::spawn(move || {
+                let mut c = WsClient::connect(&url);
+                let mut frames = vec![c.next_frame()];
+                frames.extend(c.collect_for(Duration::from_millis(3600)));
+                frames
+            })
+        })
+        .collect();
+    for (i, h) in handles.into_iter().enumerate() {
+        let frames = h.join().expect("client thread");
+        let codecs = histogram(frames.iter().map(|f| f.codec));
+        assert_eq!(codecs, [(1u8, frames.len())], "client {i}: codec bytes");
+        check_timestamps(&frames, 20, 10).unwrap_or_else(|e| panic!("client {i}: {e}"));
+        let by_arrival = window_rate(&frames, 3.0);
+        let steady: Vec<Frame> = frames
+            .iter()
+            .filter(|f| f.received >= frames[0].received + Duration::from_millis(500))
+            .cloned()
+            .collect();
+        let by_ts = timestamp_rate(&steady);
+        println!(
+            "client {i}: {} frames, {by_arrival:.2} fps by arrival, {by_ts:.2} fps by timestamps",
+            frames.len()
+        );
+        assert!(
+            (by_arrival - 50.0).abs() <= 1.0,
+            "client {i}: {by_arrival:.2} frames/s by arrival, expected 50 ± 1"
+        );
+        assert!(
+            (by_ts - 50.0).abs() <= 1.0,
+            "client {i}: {by_ts:.2} frames/s by timestamps, expected 50 ± 1"
+        );
+        for f in &frames {
+            assert_eq!(
+                opus_packet_samples(&f.payload),
+                960,
+                "client {i}: 20 ms packets"
+            );
+        }
+        assert_tone(&decode_tail(&frames, 2, 1.0), 440.0, &format!("client {i}"));
+    }
+}
+
+#[test]
+fn pcm_codec_frames() {
+    let (pulse, daemon) = setup(&["--codec", "pcm"]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let mut c = WsClient::connect(&daemon.url("/audio"));
+    let frames = c.collect_for(Duration::from_millis(2000));
+    assert!(frames.len() >= 80, "only {} frames in 2 s", frames.len());
+    for f in &frames {
+        assert_eq!(f.codec, 0x00, "PCM codec byte");
+        assert_eq!(f.payload.len(), 3840, "20 ms of s16le stereo 48 kHz");
+    }
+    check_timestamps(&frames, 20, 10).unwrap();
+    let pcm: Vec<i16> = frames
+        .iter()
+        .flat_map(|f| pcm_samples(&f.payload))
+        .collect();
+    assert_tone(&tail_mono(&pcm, 2, 1.0), 440.0, "pcm");
+}
+
+#[test]
+fn per_client_pcm_by_query() {
+    let (pulse, daemon) = setup(&[]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let mut pcm_client = WsClient::connect(&daemon.url("/audio?codec=pcm"));
+    let mut opus_client = WsClient::connect(&daemon.url("/audio"));
+    let pcm_frames = pcm_client.collect_for(Duration::from_millis(1500));
+    let opus_frames = opus_client.collect_for(Duration::from_millis(300));
+    assert!(pcm_frames.len() > 50);
+    for f in &pcm_frames {
+        assert_eq!(f.codec, 0x00, "?codec=pcm client gets PCM");
+        assert_eq!(f.payload.len(), 3840);
+    }
+    for f in &opus_frames {
+        assert_eq!(f.codec, 0x01, "the plain client still gets Opus");
+    }
+    let pcm: Vec<i16> = pcm_frames
+        .iter()
+        .flat_map(|f| pcm_samples(&f.payload))
+        .collect();
+    assert_tone(&tail_mono(&pcm, 2, 0.5), 440.0, "?codec=pcm");
+}
+
+#[test]
+fn mono_opus() {
+    let (pulse, daemon) = setup(&["-c", "1"]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let mut c = WsClient::connect(&daemon.url("/audio"));
+    let frames = c.collect_for(Duration::from_millis(2500));
+    assert!(frames.len() >= 100, "only {} frames in 2.5 s", frames.len());
+    for f in &frames {
+        assert_eq!(f.codec, 0x01);
+        assert!(
+            !opus_packet_is_stereo(&f.payload),
+            "-c 1 must produce mono Opus packets (TOC 0x{:02x})",
+            f.payload[0]
+        );
+        assert_eq!(opus_packet_samples(&f.payload), 960);
+    }
+    check_timestamps(&frames, 20, 10).unwrap();
+    assert_tone(&decode_tail(&frames, 1, 1.0), 440.0, "mono");
+}
+
+#[test]
+fn ten_ms_frames() {
+    let (pulse, daemon) = setup(&["--frame-ms", "10"]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let mut c = WsClient::connect(&daemon.url("/audio"));
+    let mut frames = vec![c.next_frame()];
+    frames.extend(c.collect_for(Duration::from_millis(3000)));
+    for f in &frames {
+        assert_eq!(f.codec, 0x01);
+        assert_eq!(opus_packet_samples(&f.payload), 480, "10 ms packets");
+    }
+    check_timestamps(&frames, 10, 20).unwrap();
+    let fps = window_rate(&frames, 2.4);
+    println!("--frame-ms 10: {fps:.2} frames/s");
+    assert!(
+        (fps - 100.0).abs() <= 2.0,
+        "{fps:.2} frames/s by arrival, expected 100 ± 2"
+    );
+    assert_tone(&decode_tail(&frames, 2, 1.0), 440.0, "10 ms frames");
+}
+
+/// Reads frames on a thread and hands them over a channel.
+fn spawn_reader(
+    mut c: WsClient,
+) -> (
+    mpsc::Receiver<Frame>,
+    Arc<AtomicBool>,
+    thread::JoinHandle<()>,
+) {
+    let (tx, rx) = mpsc::channel();
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let h = thread::spawn(move || {
+        while !stop2.load(Ordering::Relaxed) {
+            match c.next() {
+                Ok(Next::Frame(f)) => {
+                    if tx.send(f).is_err() {
+                        break;
+                    }
+                }
+                _ => break,
+            }
+        }
+    });
+    (rx, stop, h)
+}
+
+fn is_tone_frame(mono: &[f32], freq: f64) -> bool {
+    rms(mono) > 0.05 && (dominant_frequency(mono, 48000) - freq).abs() <= 30.0
+}
+
+#[test]
+fn follows_default_sink_change() {
+    let (pulse, daemon) = setup(&[]);
+    let _a = Tone::play(&pulse, Some(SINK), 440.0);
+    pulse.load_null_sink("other");
+    let _b = Tone::play(&pulse, Some("other"), 880.0);
+    assert_eq!(pulse.default_sink().as_deref(), Some(SINK));
+
+    let c = WsClient::connect(&daemon.url("/audio"));
+    let (rx, stop, reader) = spawn_reader(c);
+    let mut dec = OpusDecoder::new(2);
+    let mut last_ts = None;
+    let mut take = |f: &Frame| -> Vec<f32> {
+        if let Some(prev) = last_ts {
+            assert!(f.ts_ms > prev, "timestamp went from {prev} to {}", f.ts_ms);
+        }
+        last_ts = Some(f.ts_ms);
+        to_mono(&dec.decode(&f.payload), 2)
+    };
+
+    // 1.5 s on the first sink: must be 440 Hz.
+    let until = Instant::now() + Duration::from_millis(1500);
+    let mut before = Vec::new();
+    while Instant::now() < until {
+        let f = rx.recv_timeout(Duration::from_secs(3)).expect("frame");
+        before.extend(take(&f));
+    }
+    assert_tone(&before[before.len() - 24000..], 440.0, "before the switch");
+
+    let t0 = Instant::now();
+    pulse.pactl(&["set-default-sink", "other"]);
+    let t_switch = Instant::now();
+
+    let mut first_880: Option<Instant> = None;
+    let mut after = Vec::new();
+    let until = t_switch + Duration::from_millis(2000);
+    while Instant::now() < until {
+        let f = rx
+            .recv_timeout(Duration::from_secs(3))
+            .expect("frame after the switch");
+        let mono = take(&f);
+        if first_880.is_none() && is_tone_frame(&mono, 880.0) {
+            first_880 = Some(f.received);
+        }
+        after.extend(mono);
+    }
+    stop.store(true, Ordering::Relaxed);
+    drop(rx);
+    let _ = reader.join();
+
+    let first = first_880.expect("no 880 Hz frame within 2 s of set-default-sink");
+    let delay = first.saturating_duration_since(t_switch);
+    println!(
+        "default sink switch: pactl took {:?}; first 880 Hz frame {:?} after it returned",
+        t_switch - t0,
+        delay
+    );
+    assert!(
+        delay < Duration::from_millis(200),
+        "first 880 Hz frame arrived {delay:?} after set-default-sink returned (limit 200 ms)"
+    );
+    assert_tone(&after[after.len() - 24000..], 880.0, "after the switch");
+}
+
+#[test]
+fn first_frame_delay() {
+    let (pulse, daemon) = setup(&[]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    // Let the pipeline settle with a client attached and detached once.
+    WsClient::connect(&daemon.url("/audio")).next_frame();
+    thread::sleep(Duration::from_millis(500));
+    let mut worst = Duration::ZERO;
+    for i in 0..3 {
+        let mut c = WsClient::connect(&daemon.url("/audio"));
+        let f = c.next_frame();
+        let delay = f.received - c.started;
+        println!(
+            "first frame delay #{i}: {delay:?} (handshake {:?})",
+            c.handshake_done - c.started
+        );
+        worst = worst.max(delay);
+        drop(c);
+        thread::sleep(Duration::from_millis(200));
+    }
+    println!("first frame delay: worst {worst:?} (target 100 ms)");
+    assert!(worst < Duration::from_secs(1), "first frame took {worst:?}");
+}
+
+#[test]
+fn slow_client_does_not_delay_others() {
+    // PCM makes ~192 KB/s per client, so a client that never reads fills its
+    // socket buffers within a second or two.
+    let (pulse, daemon) = setup(&["--codec", "pcm"]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut s = std::net::TcpStream::connect(daemon.addr()).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        std::io::Write::write_all(&mut s, upgrade_request("/audio", "").as_bytes()).unwrap();
+        let resp = read_response(&mut s).expect("slow client handshake");
+        assert_eq!(resp.status, 101, "{}", resp.head);
+        slow.push(s); // never read again
+    }
+    thread::sleep(Duration::from_millis(1000));
+
+    let mut c = WsClient::connect(&daemon.url("/audio"));
+    let mut frames = vec![c.next_frame()];
+    frames.extend(c.collect_for(Duration::from_millis(4000)));
+    let fps = arrival_rate(
+        &frames,
+        frames[0].received + Duration::from_millis(300),
+        Duration::from_millis(3500),
+    );
+    let gap = max_ts_gap(&frames);
+    let arrival_gap = frames
+        .windows(2)
+        .map(|w| w[1].received - w[0].received)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "healthy client next to slow ones: {fps:.2} fps, max ts gap {gap} ms, max arrival gap {arrival_gap:?}"
+    );
+    assert!(
+        (fps - 50.0).abs() <= 2.0,
+        "{fps:.2} frames/s next to a stalled client, expected 50 ± 2"
+    );
+    assert!(
+        gap <= 60,
+        "timestamp gap of {gap} ms next to a stalled client"
+    );
+    for f in &frames {
+        assert_eq!(f.payload.len(), 3840);
+    }
+    drop(slow);
+}
+
+#[test]
+fn sigterm_closes_clients_with_1001() {
+    let (pulse, mut daemon) = setup(&[]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let mut c = WsClient::connect(&daemon.url("/audio"));
+    for _ in 0..5 {
+        c.next_frame();
+    }
+    daemon.signal("TERM");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let close = loop {
+        assert!(
+            Instant::now() < deadline,
+            "no Close frame within 5 s of SIGTERM"
+        );
+        match c.next() {
+            Ok(Next::Frame(_)) => continue,
+            Ok(Next::Close(cf)) => break cf,
+            Err(e) => panic!("connection ended without a Close frame: {e}"),
+        }
+    };
+    let cf = close.expect("Close frame without a status code");
+    assert_eq!(cf.code, CloseCode::Away, "close code (want 1001)");
+    let st = daemon
+        .wait_exit(Duration::from_secs(5))
+        .expect("daemon still running 5 s after SIGTERM");
+    assert_eq!(st.code(), Some(0), "exit status after SIGTERM: {st}");
+}
+
+/// The harness itself, without the daemon: a private server, a null sink, a
+/// tone, recorded back with parec, is detected as the right frequency.
+#[test]
+fn harness_self_check() {
+    let pulse = PulseServer::start();
+    assert!(pulse.sinks().is_empty());
+    pulse.load_null_sink("probe");
+    assert_eq!(pulse.sinks(), ["probe"]);
+    let _tone = Tone::play(&pulse, Some("probe"), 660.0);
+    let mut rec = pulse
+        .command("parec")
+        .args([
+            "--format=s16le",
+            "--rate=48000",
+            "--channels=2",
+            "--device=probe.monitor",
+            "--latency-msec=20",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn parec");
+    let mut out = rec.stdout.take().unwrap();
+    // parec writes in bursts: read until one second of audio has arrived.
+    let want = 48000 * 4;
+    let reader = thread::spawn(move || {
+        let mut buf = vec![0u8; 65536];
+        let mut got = Vec::new();
+        while got.len() < want {
+            match std::io::Read::read(&mut out, &mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        got
+    });
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while !reader.is_finished() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    rec.kill().unwrap();
+    rec.wait().unwrap();
+    let bytes = reader.join().unwrap();
+    let pcm = pcm_samples(&bytes);
+    assert!(
+        pcm.len() >= 48000 * 2,
+        "parec recorded only {} samples",
+        pcm.len()
+    );
+    assert_tone(&tail_mono(&pcm, 2, 0.5), 660.0, "parec of the harness tone");
+}
