@@ -82,7 +82,14 @@ fn garbage_requests_do_not_disturb_streaming() {
                 String::from_utf8_lossy(g),
                 resp.head
             ),
-            Err(e) => println!("garbage {:?}: closed ({e})", String::from_utf8_lossy(g)),
+            Err(e) => {
+                assert!(
+                    e.starts_with("closed"),
+                    "garbage {:?}: neither 400 nor closed: {e}",
+                    String::from_utf8_lossy(g)
+                );
+                println!("garbage {:?}: {e}", String::from_utf8_lossy(g));
+            }
         }
     }
     // A TLS ClientHello-like start, then EOF.
@@ -93,7 +100,13 @@ fn garbage_requests_do_not_disturb_streaming() {
     s.shutdown(Shutdown::Write).unwrap();
     match read_response(&mut s) {
         Ok(resp) => assert_eq!(resp.status, 400, "TLS hello got {}", resp.head),
-        Err(e) => println!("TLS hello: closed ({e})"),
+        Err(e) => {
+            assert!(
+                e.starts_with("closed"),
+                "TLS hello: neither 400 nor closed: {e}"
+            );
+            println!("TLS hello: {e}");
+        }
     }
     // A connection that sends nothing and goes away.
     drop(TcpStream::connect(daemon.addr()).unwrap());

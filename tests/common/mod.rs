@@ -8,7 +8,7 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::fs;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -746,7 +746,8 @@ impl RawResponse {
 
 /// Send raw bytes; read the response head, then the body: for 101 nothing,
 /// with Content-Length exactly that many bytes, otherwise until EOF/timeout.
-/// Err(text) if the connection closed with no response at all.
+/// Without a complete head: Err("closed: ...") if the server closed or reset
+/// the connection, Err("timeout: ...") if it said nothing for 3 s.
 pub fn raw_request(addr: SocketAddr, request: &[u8]) -> Result<RawResponse, String> {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(3))
         .map_err(|e| format!("connect: {e}"))?;
@@ -763,22 +764,16 @@ pub fn read_response(s: &mut TcpStream) -> Result<RawResponse, String> {
         if let Some(p) = find(&buf, b"\r\n\r\n") {
             break p;
         }
+        let so_far = String::from_utf8_lossy(&buf).into_owned();
         match s.read(&mut chunk) {
-            Ok(0) if buf.is_empty() => return Err("connection closed, no response".into()),
-            Ok(0) => {
-                return Err(format!(
-                    "EOF inside the head: {:?}",
-                    String::from_utf8_lossy(&buf)
-                ))
-            }
+            Ok(0) => return Err(format!("closed: EOF after {so_far:?}")),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e) if buf.is_empty() => return Err(format!("read: {e}")),
-            Err(e) => {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 return Err(format!(
-                    "read: {e} after {:?}",
-                    String::from_utf8_lossy(&buf)
+                    "timeout: no complete response head, got {so_far:?}"
                 ))
             }
+            Err(e) => return Err(format!("closed: {e} after {so_far:?}")),
         }
     };
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
