@@ -103,6 +103,29 @@ fn run(args: &[&str]) -> Out {
     }
 }
 
+/// Does some output line set `key` to `value` ("key = value", "key: value", "key=value")?
+fn has_setting(out: &str, key: &str, value: &str) -> bool {
+    let alt = key.replace('-', "_");
+    out.lines().any(|line| {
+        let tokens: Vec<&str> = line
+            .split(|c: char| c.is_whitespace() || c == '=' || c == ',' || c == '"')
+            .map(|t| t.trim_end_matches(':'))
+            .filter(|t| !t.is_empty())
+            .collect();
+        tokens.len() >= 2 && (tokens[0] == key || tokens[0] == alt) && tokens[1..].contains(&value)
+    })
+}
+
+fn assert_settings(out: &Out, expected: &[(&str, &str)]) {
+    for (k, v) in expected {
+        assert!(
+            has_setting(&out.stdout, k, v),
+            "--check-config output does not set {k} to {v}:\n{}",
+            out.stdout
+        );
+    }
+}
+
 fn check_config(args: &[&str]) -> Out {
     let mut all = vec!["--allow-root", "--check-config"];
     all.extend_from_slice(args);
@@ -214,43 +237,47 @@ fn check_config_accepts_every_option() {
         "--frame-ms",
         "10",
     ]);
-    for v in [
-        "7000",
-        "127.0.0.1",
-        "/x",
-        "foo",
-        "24000",
-        "32000",
-        "10000",
-        "pcm",
-    ] {
-        assert!(
-            out.stdout.contains(v),
-            "--check-config output lacks {v}:\n{}",
-            out.stdout
-        );
-    }
+    assert_settings(
+        &out,
+        &[
+            ("port", "7000"),
+            ("host", "127.0.0.1"),
+            ("path", "/x"),
+            ("device", "foo"),
+            ("sample-rate", "24000"),
+            ("channels", "1"),
+            ("bitrate", "32000"),
+            ("latency", "10000"),
+            ("no-monitor", "true"),
+            ("codec", "pcm"),
+            ("frame-ms", "10"),
+        ],
+    );
 }
 
 #[test]
 fn check_config_defaults() {
     let out = check_config(&[]);
-    for v in [
-        "6090",
-        "0.0.0.0",
-        "/audio",
-        "48000",
-        "64000",
-        "20000",
-        "opus",
-        "novnc_audio",
-    ] {
-        assert!(
-            out.stdout.contains(v),
-            "default config output lacks {v}:\n{}",
-            out.stdout
-        );
-    }
+    assert_settings(
+        &out,
+        &[
+            ("port", "6090"),
+            ("host", "0.0.0.0"),
+            ("path", "/audio"),
+            ("device", "default"),
+            ("sample-rate", "48000"),
+            ("channels", "2"),
+            ("bitrate", "64000"),
+            ("latency", "20000"),
+            ("no-monitor", "false"),
+            ("codec", "opus"),
+            ("frame-ms", "20"),
+            ("opus-application", "lowdelay"),
+            ("sink-name", "novnc_audio"),
+            ("max-clients", "64"),
+            ("log-level", "info"),
+        ],
+    );
 }
 
 #[test]
@@ -308,16 +335,28 @@ fn config_file_and_override() {
     .unwrap();
     let conf = conf.to_str().unwrap();
     let out = check_config(&["--config", conf]);
-    for v in ["7001", "48000", "from_file"] {
-        assert!(
-            out.stdout.contains(v),
-            "config file value {v} missing:\n{}",
-            out.stdout
-        );
-    }
-    let out = check_config(&["--config", conf, "-p", "7002"]);
+    assert_settings(
+        &out,
+        &[
+            ("port", "7001"),
+            ("bitrate", "48000"),
+            ("no-web", "true"),
+            ("allow-origin", "https://a"),
+            ("allow-origin", "https://b"),
+            ("sink-name", "from_file"),
+        ],
+    );
+    let out = check_config(&["--config", conf, "-p", "7002", "--sink-name", "from_cli"]);
+    assert_settings(
+        &out,
+        &[
+            ("port", "7002"),
+            ("sink-name", "from_cli"),
+            ("bitrate", "48000"),
+        ],
+    );
     assert!(
-        out.stdout.contains("7002") && !out.stdout.contains("7001"),
+        !has_setting(&out.stdout, "port", "7001"),
         "-p must override the file's port:\n{}",
         out.stdout
     );
