@@ -1,0 +1,49 @@
+//! Parses the command line, sets up the process, runs the server. Nothing else.
+
+use novnc_audio::config::{self, Command};
+use novnc_audio::{daemon, error, info, log, Server};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let config = match config::parse_args(args.clone()) {
+        Ok(Command::Run(c)) => *c,
+        Ok(Command::CheckConfig(c)) => {
+            print!("{}", c.describe());
+            return;
+        }
+        Ok(Command::Help) => {
+            print!("{}", config::help_text());
+            return;
+        }
+        Ok(Command::Version) => {
+            println!("novnc-audio {}", env!("CARGO_PKG_VERSION"));
+            return;
+        }
+        Err(e) => {
+            eprintln!("novnc-audio: {e}");
+            std::process::exit(2);
+        }
+    };
+    log::set_level(config.daemon.log_level);
+    if let Err(e) = daemon::check_privileges(&config.daemon) {
+        eprintln!("novnc-audio: {e}");
+        std::process::exit(e.exit_code());
+    }
+    let _pidfile = match daemon::daemonize(&config.daemon) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("novnc-audio: {e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    let reloader = Box::new(move || config::reload(args.clone()));
+    let server = match Server::start(config, Some(reloader)) {
+        Ok(s) => s,
+        Err(e) => {
+            error!("{e}");
+            std::process::exit(e.exit_code());
+        }
+    };
+    server.run();
+    info!("stopped");
+}
