@@ -1,7 +1,8 @@
 // A stand-in for the daemon, for developing and testing the browser side alone: serves web/
 // like the daemon (GET / and GET /novnc-audio.js) and streams a PCM sine on /audio in the
-// daemon's wire format (u64 BE ms timestamp, codec byte 0x00, s16le stereo 48 kHz, 20 ms).
-// It never sends Opus (no encoder here), whatever ?codec= says.
+// daemon's wire format (u64 BE ms timestamp, codec byte, 20 ms frames): Opus (0x01) by default
+// when opusenc and sox are installed (a 1 s loop of the tone, encoded once at start), PCM s16le
+// stereo 48 kHz (0x00) for ?codec=pcm or when they are not.
 //
 //   node tests/browser/mock-server.mjs [--port N] [--freq HZ] [--jitter MS]
 // or import { startMockServer } and call it from a test.
@@ -9,10 +10,47 @@ import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { WebSocketServer } from 'ws';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const webDir = path.resolve(here, '../../web');
+
+/** 20 ms Opus packets of a 1 s sine loop, or null when opusenc/sox are missing. */
+export function opusLoop(freq) {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'mock-opus-'));
+  try {
+    const raw = path.join(dir, 'tone.raw'), ogg = path.join(dir, 'tone.opus');
+    execFileSync('sox', ['-q', '-n', '-t', 'raw', '-r', '48000', '-c', '2', '-e', 'signed', '-b', '16', raw,
+      'synth', '1', 'sine', String(freq), 'vol', '0.5'], { stdio: 'ignore' });
+    execFileSync('opusenc', ['--quiet', '--raw', '--raw-rate', '48000', '--raw-chan', '2', '--framesize', '20',
+      '--bitrate', '64', raw, ogg], { stdio: 'ignore' });
+    return oggPackets(fs.readFileSync(ogg)).slice(2);  // skip OpusHead, OpusTags
+  } catch {
+    return null;
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function oggPackets(buf) {
+  const packets = [];
+  let cur = [];
+  for (let off = 0; off + 27 <= buf.length;) {
+    if (buf.toString('latin1', off, off + 4) !== 'OggS') throw new Error('bad ogg page');
+    const nseg = buf[off + 26];
+    let body = off + 27 + nseg;
+    for (let i = 0; i < nseg; i++) {
+      const len = buf[off + 27 + i];
+      cur.push(buf.subarray(body, body + len));
+      body += len;
+      if (len < 255) { packets.push(Buffer.concat(cur)); cur = []; }
+    }
+    off = body;
+  }
+  return packets;
+}
 
 export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitterMs = 0, frameMs = 20 } = {}) {
   const server = http.createServer((req, res) => {
@@ -31,6 +69,7 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
     }
   });
   const wss = new WebSocketServer({ noServer: true });
+  const opus = frameMs === 20 ? opusLoop(freq) : null;
   const started = Date.now();
   const rate = 48000;
   const frames = (rate * frameMs) / 1000;
@@ -40,13 +79,18 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
   server.on('upgrade', (req, socket, head) => {
     const url = new URL(req.url, 'http://x');
     if (url.pathname !== '/audio') { socket.destroy(); return; }
-    wss.handleUpgrade(req, socket, head, (ws) => { ws.query = url.search; clients.add(ws); ws.on('close', () => clients.delete(ws)); });
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      ws.pcm = !opus || url.searchParams.get('codec') === 'pcm';
+      clients.add(ws);
+      ws.on('close', () => clients.delete(ws));
+    });
   });
   // One shared "capture" clock, like the daemon: a frame every frameMs, sent to every client,
   // with optional random delay (network jitter) that keeps the order.
   let next = performance.now();
   let timer;
   let queueUntil = 0;
+  let stallUntil = 0;
   const tick = () => {
     const now = performance.now();
     while (next <= now) {
@@ -60,13 +104,24 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
         buf.writeInt16LE(v, 9 + i * 4 + 2);
       }
       phase %= 2 * Math.PI;
+      let opusBuf = null;
+      if (opus) {
+        const pkt = opus[sent % opus.length];
+        opusBuf = Buffer.alloc(9 + pkt.length);
+        buf.copy(opusBuf, 0, 0, 8);
+        opusBuf[8] = 0x01;
+        pkt.copy(opusBuf, 9);
+      }
       sent++;
       next += frameMs;
-      const delay = jitterMs ? Math.max(queueUntil - now, Math.random() * jitterMs) : 0;
+      // Random network delay (order kept), or a stall: everything held until stallUntil.
+      let delay = jitterMs ? Math.max(queueUntil - now, Math.random() * jitterMs) : 0;
+      if (stallUntil > now) delay = Math.max(delay, stallUntil - now);
       queueUntil = now + delay;
       for (const ws of clients) {
-        if (delay) setTimeout(() => ws.readyState === 1 && ws.send(buf), delay);
-        else if (ws.readyState === 1) ws.send(buf);
+        const msg = ws.pcm ? buf : opusBuf;
+        if (delay) setTimeout(() => ws.readyState === 1 && ws.send(msg), delay);
+        else if (ws.readyState === 1) ws.send(msg);
       }
     }
     timer = setTimeout(tick, Math.max(1, next - performance.now()));
@@ -79,10 +134,15 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
         port: addr.port,
         url: `http://${host}:${addr.port}/`,
         clients,
+        codec: opus ? 'opus' : 'pcm',
+        /** Hold the stream for ms, then deliver the backlog at once (a network stall). */
+        stall(ms) { stallUntil = performance.now() + ms; },
         close() {
           clearTimeout(timer);
           for (const ws of clients) ws.terminate();
-          return new Promise((r) => server.close(() => r()));
+          const p = new Promise((r) => server.close(() => r()));
+          server.closeAllConnections();
+          return p;
         },
         started,
       });
