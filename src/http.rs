@@ -133,6 +133,9 @@ pub fn parse_request(buf: &[u8]) -> Parse {
                 Parse::Partial
             }
         }
+        Ok(httparse::Status::Complete(head_len)) if head_len > MAX_REQUEST_HEAD => {
+            Parse::Reject(too_large())
+        }
         Ok(httparse::Status::Complete(_)) => {
             let target = req.path.unwrap_or("/");
             let (path, query) = target.split_once('?').unwrap_or((target, ""));
