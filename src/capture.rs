@@ -297,7 +297,8 @@ impl Inner {
                 self.status.state = PulseState::Ready;
                 self.sink_load_pending = false;
                 if let Some(ctx) = self.context.as_mut() {
-                    let mask = InterestMaskSet::SERVER | InterestMaskSet::SINK | InterestMaskSet::SOURCE;
+                    let mask =
+                        InterestMaskSet::SERVER | InterestMaskSet::SINK | InterestMaskSet::SOURCE;
                     ctx.subscribe(mask, |_| {});
                 }
                 self.refresh();
@@ -413,7 +414,8 @@ impl Inner {
             let snap = snap.clone();
             let done = done.clone();
             introspect.get_server_info(move |info| {
-                snap.borrow_mut().default_sink = info.default_sink_name.as_ref().map(|n| n.to_string());
+                snap.borrow_mut().default_sink =
+                    info.default_sink_name.as_ref().map(|n| n.to_string());
                 done(&snap);
             });
         }
@@ -487,7 +489,10 @@ impl Inner {
         }
         if self.status.sink_created
             && own_sink_exists
-            && snap.default_sink.as_deref().is_none_or(|d| !snap.sinks.iter().any(|s| s.name == d))
+            && snap
+                .default_sink
+                .as_deref()
+                .is_none_or(|d| !snap.sinks.iter().any(|s| s.name == d))
         {
             self.set_default_sink();
         }
@@ -522,7 +527,11 @@ impl Inner {
                 if wanted.is_none() && self.waiting_logged.as_deref() != Some(name) {
                     info!(
                         "waiting for {} '{name}' to appear",
-                        if self.config.monitor { "sink" } else { "source" }
+                        if self.config.monitor {
+                            "sink"
+                        } else {
+                            "source"
+                        }
                     );
                     self.waiting_logged = Some(name.clone());
                 }
@@ -724,7 +733,10 @@ impl Inner {
             .and_then(|s| s.get_device_name())
             .map(|n| n.to_string());
         if device != self.status.device {
-            info!("PulseAudio moved the recording to {}", device.as_deref().unwrap_or("?"));
+            info!(
+                "PulseAudio moved the recording to {}",
+                device.as_deref().unwrap_or("?")
+            );
             self.status.device = device;
             self.emit(CaptureEvent::Discontinuity);
             if self.active {

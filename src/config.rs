@@ -41,9 +41,24 @@ const fn opt(
 
 /// Every option the daemon understands, in `--help` order.
 pub static OPTIONS: &[OptionSpec] = &[
-    opt("p", "port", Some("PORT"), "TCP port to listen on (default 6090)"),
-    opt("H", "host", Some("ADDR"), "address to listen on (default 0.0.0.0)"),
-    opt("", "path", Some("PATH"), "WebSocket path of the stream (default /audio)"),
+    opt(
+        "p",
+        "port",
+        Some("PORT"),
+        "TCP port to listen on (default 6090)",
+    ),
+    opt(
+        "H",
+        "host",
+        Some("ADDR"),
+        "address to listen on (default 0.0.0.0)",
+    ),
+    opt(
+        "",
+        "path",
+        Some("PATH"),
+        "WebSocket path of the stream (default /audio)",
+    ),
     opt(
         "d",
         "device",
@@ -56,7 +71,12 @@ pub static OPTIONS: &[OptionSpec] = &[
         Some("HZ"),
         "sample rate (default 48000; Opus: 8000, 12000, 16000, 24000, 48000)",
     ),
-    opt("c", "channels", Some("N"), "channels: 1 (mono) or 2 (default 2)"),
+    opt(
+        "c",
+        "channels",
+        Some("N"),
+        "channels: 1 (mono) or 2 (default 2)",
+    ),
     opt(
         "b",
         "bitrate",
@@ -115,7 +135,12 @@ pub static OPTIONS: &[OptionSpec] = &[
             "accept upgrades only from this Origin (repeatable)",
         )
     },
-    opt("", "no-web", None, "do not serve the listen page / and /novnc-audio.js"),
+    opt(
+        "",
+        "no-web",
+        None,
+        "do not serve the listen page / and /novnc-audio.js",
+    ),
     opt("", "no-stats", None, "do not serve /stats and /metrics"),
     opt(
         "",
@@ -138,7 +163,12 @@ pub static OPTIONS: &[OptionSpec] = &[
         None,
         "fork into the background and log to syslog",
     ),
-    opt("", "pidfile", Some("PATH"), "write the daemon's pid here (with --daemonize)"),
+    opt(
+        "",
+        "pidfile",
+        Some("PATH"),
+        "write the daemon's pid here (with --daemonize)",
+    ),
     opt("", "allow-root", None, "allow running as root"),
     opt(
         "",
@@ -601,7 +631,13 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, Co
     let matches = getopts_table().parse(args).map_err(|e| {
         ConfigError(match e {
             getopts::Fail::UnrecognizedOption(o) => {
-                let dashes = if o.starts_with('-') { "" } else if o.len() == 1 { "-" } else { "--" };
+                let dashes = if o.starts_with('-') {
+                    ""
+                } else if o.len() == 1 {
+                    "-"
+                } else {
+                    "--"
+                };
                 format!("unknown option {dashes}{o} (see --help)")
             }
             other => other.to_string(),
@@ -715,8 +751,26 @@ mod tests {
     #[test]
     fn every_option_parses() {
         let c = config(&[
-            "-p", "7000", "-H", "127.0.0.1", "--path", "/x", "-d", "foo", "-r", "24000", "-c",
-            "1", "-b", "32000", "-l", "10000", "--no-monitor", "--codec", "pcm", "--frame-ms",
+            "-p",
+            "7000",
+            "-H",
+            "127.0.0.1",
+            "--path",
+            "/x",
+            "-d",
+            "foo",
+            "-r",
+            "24000",
+            "-c",
+            "1",
+            "-b",
+            "32000",
+            "-l",
+            "10000",
+            "--no-monitor",
+            "--codec",
+            "pcm",
+            "--frame-ms",
             "2.5",
         ]);
         assert_eq!(c.websocket.port, 7000);
@@ -755,16 +809,20 @@ mod tests {
     #[test]
     fn pcm_accepts_44100() {
         assert_eq!(
-            config(&["--codec", "pcm", "-r", "44100"]).capture.sample_rate,
+            config(&["--codec", "pcm", "-r", "44100"])
+                .capture
+                .sample_rate,
             44100
         );
     }
 
     #[test]
     fn config_file_keys_lines_and_override() {
-        let entries =
-            parse_config_text("# comment\nport = 7001\n\nallow-origin = \"https://a\"\n", "f")
-                .unwrap();
+        let entries = parse_config_text(
+            "# comment\nport = 7001\n\nallow-origin = \"https://a\"\n",
+            "f",
+        )
+        .unwrap();
         assert_eq!(
             entries,
             vec![
@@ -783,7 +841,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("novnc-audio-cfg-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("a.conf");
-        std::fs::write(&file, "port = 7001\nbitrate = 96000\nallow-origin = https://x\n").unwrap();
+        std::fs::write(
+            &file,
+            "port = 7001\nbitrate = 96000\nallow-origin = https://x\n",
+        )
+        .unwrap();
         let args = vec![
             "--config".to_string(),
             file.display().to_string(),
@@ -811,7 +873,10 @@ mod tests {
                 .filter(|l| l.contains('=') && parse_config_text(l, path).is_ok())
                 .map(|l| format!("{l}\n"))
                 .collect();
-            assert!(uncommented.lines().count() >= 10, "example documents too few keys");
+            assert!(
+                uncommented.lines().count() >= 10,
+                "example documents too few keys"
+            );
             let entries = parse_config_text(&uncommented, path).unwrap();
             let mut c = Config::default();
             for (k, v) in entries {

@@ -104,7 +104,8 @@ mod tests {
     fn tone(freq: f32, samples: usize, channels: usize) -> Vec<u8> {
         (0..samples)
             .flat_map(|i| {
-                let v = ((i as f32 * freq * std::f32::consts::TAU / 48000.0).sin() * 12000.0) as i16;
+                let v =
+                    ((i as f32 * freq * std::f32::consts::TAU / 48000.0).sin() * 12000.0) as i16;
                 std::iter::repeat_n(v, channels)
             })
             .flat_map(|s| s.to_le_bytes())

@@ -230,12 +230,10 @@ pub fn switching_protocols(key: &str, protocol: Option<&str>) -> Vec<u8> {
 /// Returns the key and the sub-protocol to echo.
 pub fn check_upgrade(req: &Request) -> Result<(String, Option<String>), Reply> {
     if req.method != "GET" {
-        return Err(Reply::text(
-            405,
-            "Method Not Allowed",
-            "WebSocket upgrades use GET.",
-        )
-        .with_header("Allow", "GET"));
+        return Err(
+            Reply::text(405, "Method Not Allowed", "WebSocket upgrades use GET.")
+                .with_header("Allow", "GET"),
+        );
     }
     if !req.is_upgrade() || !req.header_has_token("connection", "upgrade") {
         return Err(Reply::text(
@@ -334,7 +332,8 @@ mod tests {
         let e = check_upgrade(&v8).unwrap_err();
         assert_eq!(e.status, 426);
         assert!(e.headers.contains(&("Sec-WebSocket-Version", "13".into())));
-        let nokey = complete(&UPGRADE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""));
+        let nokey =
+            complete(&UPGRADE.replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", ""));
         assert_eq!(check_upgrade(&nokey).unwrap_err().status, 400);
         let post = complete(&UPGRADE.replace("GET", "POST"));
         assert_eq!(check_upgrade(&post).unwrap_err().status, 405);
@@ -342,7 +341,10 @@ mod tests {
 
     #[test]
     fn garbage_tls_and_oversized_heads() {
-        assert!(matches!(parse_request(b"GET / HTTP/1.1\r\nHost"), Parse::Partial));
+        assert!(matches!(
+            parse_request(b"GET / HTTP/1.1\r\nHost"),
+            Parse::Partial
+        ));
         match parse_request(b"\x00\x01garbage\r\n\r\n") {
             Parse::Reject(r) => assert_eq!(r.status, 400),
             other => panic!("{other:?}"),

@@ -187,7 +187,10 @@ impl Pipeline {
                 Err(e) => {
                     self.stats.encode_errors += 1;
                     if self.stats.encode_errors.is_power_of_two() {
-                        crate::warn!("{e} (dropped the frame; {} so far)", self.stats.encode_errors);
+                        crate::warn!(
+                            "{e} (dropped the frame; {} so far)",
+                            self.stats.encode_errors
+                        );
                     }
                 }
             }
@@ -247,7 +250,10 @@ mod tests {
         // A discontinuity whose audio would be stamped before the last frame's end.
         p.discontinuity();
         p.push(&[0u8; 960 * 2], 100_000, &mut sink);
-        assert_eq!(sink.frames[2].0, 100, "re-anchored at the previous end, not earlier");
+        assert_eq!(
+            sink.frames[2].0, 100,
+            "re-anchored at the previous end, not earlier"
+        );
         // Capture stalls for a second: the next audio is stamped when it was captured.
         p.push(&[0u8; 960], 1_200_000, &mut sink);
         assert_eq!(sink.frames[4].0, 1190);

@@ -105,7 +105,7 @@ impl Server {
                         .borrow()
                         .as_ref()
                         .map(|c| c.status())
-                        .unwrap_or_else(|| idle_status()),
+                        .unwrap_or_else(idle_status),
                     transport: transport.clone(),
                     pipeline: s.pipeline.borrow().stats,
                 };
@@ -117,8 +117,7 @@ impl Server {
                 }
             }),
         };
-        let pcm_rate =
-            config.capture.sample_rate as usize * config.capture.channels as usize * 2;
+        let pcm_rate = config.capture.sample_rate as usize * config.capture.channels as usize * 2;
         let transport = Transport::start(
             config.websocket.clone(),
             config.encoder.codec,
@@ -129,7 +128,9 @@ impl Server {
             hooks,
         )
         .map_err(Error::Listen)?;
-        let addr = transport.local_addr().map_err(|e| Error::Listen(e.to_string()))?;
+        let addr = transport
+            .local_addr()
+            .map_err(|e| Error::Listen(e.to_string()))?;
         info!(
             "listening on ws://{}{}",
             display_addr(addr),
@@ -244,7 +245,7 @@ impl Server {
             let status = status_line(&s);
             let mut msg = String::new();
             if *last.borrow() != status {
-                let _ = write!(msg, "STATUS={status}\n");
+                let _ = writeln!(msg, "STATUS={status}");
                 *last.borrow_mut() = status;
             }
             if watchdog.is_some() {
@@ -401,7 +402,10 @@ fn render_json(stats: &Stats, config: &Config) -> String {
         ),
         stats.uptime.as_secs_f64(),
         json_string(c.state.name()),
-        c.device.as_deref().map(json_string).unwrap_or("null".into()),
+        c.device
+            .as_deref()
+            .map(json_string)
+            .unwrap_or("null".into()),
         json_string(&device_name(config)),
         c.sink_created,
         json_string(config.encoder.codec.name()),
@@ -434,17 +438,72 @@ fn render_prometheus(stats: &Stats, config: &Config) -> String {
             "# HELP novnc_audio_{name} {help}\n# TYPE novnc_audio_{name} {kind}\nnovnc_audio_{name} {value}\n"
         );
     };
-    metric("uptime_seconds", "gauge", "Seconds since start.", format!("{:.3}", stats.uptime.as_secs_f64()));
-    metric("pulse_connected", "gauge", "1 when connected to PulseAudio.", u8::from(c.state == crate::capture::PulseState::Ready).to_string());
-    metric("recording", "gauge", "1 while a record stream is attached.", u8::from(c.recording).to_string());
-    metric("sink_created", "gauge", "1 if this process created its null sink.", u8::from(c.sink_created).to_string());
-    metric("clients", "gauge", "Connected WebSocket clients.", t.clients.to_string());
-    metric("connections_total", "counter", "TCP connections accepted.", t.connections_total.to_string());
-    metric("frames_encoded_total", "counter", "Opus frames encoded.", stats.pipeline.frames_encoded.to_string());
-    metric("frames_sent_total", "counter", "Frames queued to clients.", t.frames_sent.to_string());
-    metric("bytes_sent_total", "counter", "Bytes written to clients.", t.bytes_sent.to_string());
-    metric("reconnects_total", "counter", "Reconnections to PulseAudio.", c.reconnects.to_string());
-    metric("clients_disconnected_stalled_total", "counter", "Clients dropped for not reading.", t.disconnected_stalled.to_string());
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        format!("{:.3}", stats.uptime.as_secs_f64()),
+    );
+    metric(
+        "pulse_connected",
+        "gauge",
+        "1 when connected to PulseAudio.",
+        u8::from(c.state == crate::capture::PulseState::Ready).to_string(),
+    );
+    metric(
+        "recording",
+        "gauge",
+        "1 while a record stream is attached.",
+        u8::from(c.recording).to_string(),
+    );
+    metric(
+        "sink_created",
+        "gauge",
+        "1 if this process created its null sink.",
+        u8::from(c.sink_created).to_string(),
+    );
+    metric(
+        "clients",
+        "gauge",
+        "Connected WebSocket clients.",
+        t.clients.to_string(),
+    );
+    metric(
+        "connections_total",
+        "counter",
+        "TCP connections accepted.",
+        t.connections_total.to_string(),
+    );
+    metric(
+        "frames_encoded_total",
+        "counter",
+        "Opus frames encoded.",
+        stats.pipeline.frames_encoded.to_string(),
+    );
+    metric(
+        "frames_sent_total",
+        "counter",
+        "Frames queued to clients.",
+        t.frames_sent.to_string(),
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Bytes written to clients.",
+        t.bytes_sent.to_string(),
+    );
+    metric(
+        "reconnects_total",
+        "counter",
+        "Reconnections to PulseAudio.",
+        c.reconnects.to_string(),
+    );
+    metric(
+        "clients_disconnected_stalled_total",
+        "counter",
+        "Clients dropped for not reading.",
+        t.disconnected_stalled.to_string(),
+    );
     let _ = write!(
         s,
         "# HELP novnc_audio_frames_dropped_total Frames not delivered, by reason.\n\
@@ -489,7 +548,10 @@ mod tests {
         };
         let config = Config::default();
         let json = render_json(&stats, &config);
-        assert!(json.starts_with("{\"uptime_s\":1.500,\"pulse_state\":\"ready\""), "{json}");
+        assert!(
+            json.starts_with("{\"uptime_s\":1.500,\"pulse_state\":\"ready\""),
+            "{json}"
+        );
         assert!(json.contains("\"device\":\"novnc_audio.monitor\""));
         assert!(json.contains("\"clients\":3,"));
         assert!(json.contains("\"reconnects\":2}"));

@@ -49,12 +49,15 @@ pub struct TransportStats {
     pub rejected: HashMap<u16, u64>,
 }
 
+/// Renders `/stats` (`false`) or `/metrics` (`true`) from the transport's counters.
+pub type StatsRenderer = Box<dyn Fn(&TransportStats, bool) -> String>;
+
 /// What the transport needs from the rest of the daemon.
 pub struct TransportHooks {
     /// Listeners came (true) or all left (false). Called from the main loop, later.
     pub on_listening: Box<dyn Fn(bool)>,
     /// Renders `/stats` (false) or `/metrics` (true).
-    pub render_stats: Box<dyn Fn(&TransportStats, bool) -> String>,
+    pub render_stats: StatsRenderer,
 }
 
 /// Static files compiled into the binary.
@@ -219,7 +222,8 @@ struct WsConn {
 
 enum ConnKind {
     Http(HttpConn),
-    Ws(WsConn),
+    // Boxed: a WebSocket's state is several times larger than a pending request's.
+    Ws(Box<WsConn>),
 }
 
 struct Conn {
@@ -258,7 +262,10 @@ struct Hub {
 
 /// Removes a glib source if it still exists (a fired one-shot timer is already gone).
 pub fn remove_source(id: SourceId) {
-    if glib::MainContext::default().find_source_by_id(&id).is_some() {
+    if glib::MainContext::default()
+        .find_source_by_id(&id)
+        .is_some()
+    {
         id.remove();
     }
 }
@@ -461,7 +468,11 @@ impl FrameSink for Hub {
             if let Some(c) = self.conns.get(&id) {
                 if c.out_source.is_some() {
                     self.stats.disconnected_stalled += 1;
-                    warn!("client {} stopped reading for {}s: disconnecting it", c.peer, STALL_LIMIT.as_secs());
+                    warn!(
+                        "client {} stopped reading for {}s: disconnecting it",
+                        c.peer,
+                        STALL_LIMIT.as_secs()
+                    );
                 }
             }
             self.remove(id);
@@ -670,8 +681,12 @@ impl Hub {
 
     fn page(&self, req: &Request) -> Reply {
         let unauthorized = || {
-            Reply::text(401, "Unauthorized", "A valid token is required (?token= or Authorization: Bearer).")
-                .with_header("WWW-Authenticate", "Bearer realm=\"novnc-audio\"")
+            Reply::text(
+                401,
+                "Unauthorized",
+                "A valid token is required (?token= or Authorization: Bearer).",
+            )
+            .with_header("WWW-Authenticate", "Bearer realm=\"novnc-audio\"")
         };
         match req.path.as_str() {
             "/" | "/index.html" if self.config.serve_web => {
@@ -723,9 +738,17 @@ impl Hub {
     fn check_ws(&self, req: &Request) -> Result<(String, Option<String>, Codec), Reply> {
         let (key, protocol) = http::check_upgrade(req)?;
         if !self.config.allowed_origins.is_empty() {
-            let origin = req.header("origin").unwrap_or("").trim().trim_end_matches('/');
+            let origin = req
+                .header("origin")
+                .unwrap_or("")
+                .trim()
+                .trim_end_matches('/');
             if !self.config.allowed_origins.iter().any(|o| o == origin) {
-                return Err(Reply::text(403, "Forbidden", "This Origin may not connect."));
+                return Err(Reply::text(
+                    403,
+                    "Forbidden",
+                    "This Origin may not connect.",
+                ));
             }
         }
         if !self.authorized(req) {
@@ -752,7 +775,10 @@ impl Hub {
             return Err(Reply::text(
                 503,
                 "Service Unavailable",
-                &format!("Too many clients (the limit is {}).", self.config.max_clients),
+                &format!(
+                    "Too many clients (the limit is {}).",
+                    self.config.max_clients
+                ),
             )
             .with_header("Retry-After", "5"));
         }
@@ -795,12 +821,17 @@ impl Hub {
             .max_message_size(Some(MAX_CLIENT_MESSAGE))
             .max_frame_size(Some(MAX_CLIENT_MESSAGE));
         let ws = WebSocket::from_raw_socket(h.io, Role::Server, Some(config));
-        conn.kind = ConnKind::Ws(WsConn {
+        conn.kind = ConnKind::Ws(Box::new(WsConn {
             ws,
             codec,
             closing: false,
-        });
-        info!("client {} connected ({}, {} now)", conn.peer, codec.name(), self.stats.clients + 1);
+        }));
+        info!(
+            "client {} connected ({}, {} now)",
+            conn.peer,
+            codec.name(),
+            self.stats.clients + 1
+        );
         self.conns.insert(id, conn);
         self.stats.clients += 1;
         match codec {
@@ -842,7 +873,8 @@ impl Hub {
                 Ok(_) => {} // data, pings (answered by tungstenite), pongs: ignored
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(tungstenite::Error::ConnectionClosed) | Err(tungstenite::Error::AlreadyClosed) => {
+                Err(tungstenite::Error::ConnectionClosed)
+                | Err(tungstenite::Error::AlreadyClosed) => {
                     gone = true;
                     break;
                 }
@@ -855,7 +887,9 @@ impl Hub {
                     if w.closing {
                         gone = true;
                     } else {
-                        info!("client {peer} broke the WebSocket protocol ({e}); closing with 1002");
+                        info!(
+                            "client {peer} broke the WebSocket protocol ({e}); closing with 1002"
+                        );
                         close_with = Some((CloseCode::Protocol, "protocol error"));
                     }
                     break;
@@ -876,7 +910,9 @@ impl Hub {
             w.closing = true;
         }
         if !gone && w.ws.get_ref().control_bytes > MAX_CONTROL_BACKLOG {
-            info!("client {peer} floods us with pings it does not read the answers to; disconnecting");
+            info!(
+                "client {peer} floods us with pings it does not read the answers to; disconnecting"
+            );
             gone = true;
         }
         if gone {
@@ -967,7 +1003,10 @@ impl Hub {
                     Codec::Opus => self.stats.opus_clients -= 1,
                     Codec::Pcm => self.stats.pcm_clients -= 1,
                 }
-                info!("client {} disconnected ({} left)", conn.peer, self.stats.clients);
+                info!(
+                    "client {} disconnected ({} left)",
+                    conn.peer, self.stats.clients
+                );
                 self.update_listening();
             }
         }

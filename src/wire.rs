@@ -131,16 +131,35 @@ mod tests {
     #[test]
     fn buffers_are_reused_only_when_free() {
         let mut b = FrameBuilder::default();
-        let f1 = b.build::<()>(1, 0, |v| Ok(v.push(1))).unwrap();
+        let f1 = b
+            .build::<()>(1, 0, |v| {
+                v.push(1);
+                Ok(())
+            })
+            .unwrap();
         let p1 = f1.bytes().as_ptr();
         let held = f1.clone();
         b.recycle(f1);
-        let f2 = b.build::<()>(2, 0, |v| Ok(v.push(2))).unwrap();
+        let f2 = b
+            .build::<()>(2, 0, |v| {
+                v.push(2);
+                Ok(())
+            })
+            .unwrap();
         assert_ne!(f2.bytes().as_ptr(), p1, "a held buffer is not reused");
-        assert_eq!(held.bytes()[2..10], 1u64.to_be_bytes(), "held frame untouched");
+        assert_eq!(
+            held.bytes()[2..10],
+            1u64.to_be_bytes(),
+            "held frame untouched"
+        );
         drop(held);
         drop(f2);
-        let f3 = b.build::<()>(3, 0, |v| Ok(v.push(3))).unwrap();
+        let f3 = b
+            .build::<()>(3, 0, |v| {
+                v.push(3);
+                Ok(())
+            })
+            .unwrap();
         let ptr = p1;
         assert_eq!(f3.bytes().as_ptr(), ptr, "free buffer reused");
     }
