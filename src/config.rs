@@ -894,4 +894,39 @@ mod tests {
             assert!(help.contains(&format!("--{}", o.long)), "{}", o.long);
         }
     }
+
+    #[test]
+    fn readme_shows_the_current_help() {
+        let readme = include_str!("../README.md");
+        assert!(
+            readme.contains(&help_text()),
+            "README.md's options block differs from --help: paste `novnc-audio --help` into it"
+        );
+    }
+
+    #[test]
+    fn man_page_documents_exactly_the_options() {
+        let man = include_str!("../man/novnc-audio.1");
+        for o in OPTIONS {
+            let needle = format!("\\-\\-{}", o.long.replace('-', "\\-"));
+            assert!(man.contains(&needle), "man page lacks {needle}");
+        }
+        // And nothing the program does not have: every long option the page defines
+        // (an .TP / .BR line starting with \-\-name) is in the table.
+        for line in man
+            .lines()
+            .filter(|l| l.starts_with(".B") || l.starts_with(".TP"))
+        {
+            for word in line.split(|c: char| c.is_whitespace() || c == '"' || c == ',') {
+                if let Some(name) = word.strip_prefix("\\-\\-") {
+                    let name = name.replace("\\-", "-");
+                    let name = name.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
+                    assert!(
+                        OPTIONS.iter().any(|o| o.long == name),
+                        "man page documents --{name}, which the program does not have"
+                    );
+                }
+            }
+        }
+    }
 }
