@@ -1,6 +1,7 @@
 //! WebSocket load generator for novnc-audio: N receiving clients on one epoll thread.
 //!
-//! Phases: connect every client (in batches, so the listen backlog never overflows), print
+//! Phases: connect every client (in batches, so the listen backlog never overflows), let
+//! frames flow uncounted for `--warmup` seconds, print
 //! `READY {...}` on stdout, count frames for `--duration` seconds, print `RESULT {...}`.
 //! The orchestrator samples the daemon's /proc between the two lines. Per client it counts
 //! frames inside the window, missing frames (timestamp gaps), the time from connect() to
@@ -8,7 +9,7 @@
 //! the bottleneck.
 //!
 //! Usage: loadgen --port P [--host 127.0.0.1] [--path /audio] [--clients N] [--duration S]
-//!        [--frame-ms 20] [--connect-timeout S] [--batch N]
+//!        [--frame-ms 20] [--connect-timeout S] [--batch N] [--warmup S]
 
 use novnc_audio_bench::ws::{self, Handshake};
 use novnc_audio_bench::{jnum, jstr, median, percentile, raise_nofile, self_cpu, Args};
@@ -330,6 +331,7 @@ fn main() {
     let frame_ms: f64 = a.num("frame-ms", 20.0);
     let connect_timeout = Duration::from_secs_f64(a.num("connect-timeout", 30.0));
     let batch: usize = a.num("batch", 64);
+    let warmup = Duration::from_secs_f64(a.num("warmup", 0.0));
     raise_nofile();
 
     let ip: Ipv4Addr = host.parse().expect("--host must be an IPv4 address");
@@ -383,8 +385,13 @@ fn main() {
         }
         g.poll(Duration::from_millis(5));
     }
-    let open = g.conns.iter().filter(|c| c.state == State::Open).count();
     let connect_s = t0.elapsed().as_secs_f64();
+    // Warm-up: frames flow but are not counted (the daemon settles after the connect storm).
+    let w = Instant::now();
+    while w.elapsed() < warmup {
+        g.poll(warmup.saturating_sub(w.elapsed()).min(Duration::from_millis(100)));
+    }
+    let open = g.conns.iter().filter(|c| c.state == State::Open).count();
     println!(
         "READY {{\"clients\":{clients},\"open\":{open},\"connect_s\":{}}}",
         jnum(connect_s)
