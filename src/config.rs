@@ -137,6 +137,18 @@ pub static OPTIONS: &[OptionSpec] = &[
     },
     opt(
         "",
+        "tls-cert",
+        Some("PATH"),
+        "serve wss:// with this PEM certificate chain (with --tls-key)",
+    ),
+    opt(
+        "",
+        "tls-key",
+        Some("PATH"),
+        "PEM private key for --tls-cert",
+    ),
+    opt(
+        "",
         "no-web",
         None,
         "do not serve the listen page / and /novnc-audio.js",
@@ -267,6 +279,8 @@ pub struct WebSocketConfig {
     pub serve_web: bool,
     pub serve_stats: bool,
     pub handshake_timeout: Duration,
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Process-level settings.
@@ -314,6 +328,8 @@ impl Default for Config {
                 serve_web: true,
                 serve_stats: true,
                 handshake_timeout: Duration::from_secs(5),
+                tls_cert: None,
+                tls_key: None,
             },
             daemon: DaemonConfig {
                 config_file: None,
@@ -446,6 +462,8 @@ impl Config {
                 .websocket
                 .allowed_origins
                 .push(v.trim().trim_end_matches('/').to_string()),
+            "tls-cert" => self.websocket.tls_cert = Some(PathBuf::from(v.trim())),
+            "tls-key" => self.websocket.tls_key = Some(PathBuf::from(v.trim())),
             "no-web" => self.websocket.serve_web = !parse_bool(name, v)?,
             "no-stats" => self.websocket.serve_stats = !parse_bool(name, v)?,
             "handshake-timeout" => {
@@ -474,6 +492,11 @@ impl Config {
                 "sample-rate",
                 &self.capture.sample_rate.to_string(),
                 "8000, 12000, 16000, 24000 or 48000 with --codec opus",
+            ));
+        }
+        if self.websocket.tls_cert.is_some() != self.websocket.tls_key.is_some() {
+            return Err(ConfigError(
+                "--tls-cert and --tls-key go together: give both or neither".into(),
             ));
         }
         if self.daemon.pidfile.is_some() && !self.daemon.daemonize {
@@ -533,6 +556,12 @@ impl Config {
         }
         for o in &w.allowed_origins {
             let _ = writeln!(s, "allow-origin = {o}");
+        }
+        if let Some(p) = &w.tls_cert {
+            let _ = writeln!(s, "tls-cert = {}", p.display());
+        }
+        if let Some(p) = &w.tls_key {
+            let _ = writeln!(s, "tls-key = {}", p.display());
         }
         let _ = writeln!(s, "no-web = {}", !w.serve_web);
         let _ = writeln!(s, "no-stats = {}", !w.serve_stats);

@@ -132,7 +132,8 @@ impl Server {
             .local_addr()
             .map_err(|e| Error::Listen(e.to_string()))?;
         info!(
-            "listening on ws://{}{}",
+            "listening on {}://{}{}",
+            transport.scheme(),
             display_addr(addr),
             config.websocket.path
         );
@@ -345,7 +346,7 @@ fn reload(s: &Shared) {
     }
     if let Some(t) = s.transport.borrow().as_ref() {
         if let Err(e) = t.reload(&new.websocket) {
-            warn!("SIGHUP: {e}; keeping the previous token");
+            warn!("SIGHUP: {e}; keeping the previous token and certificate");
         }
     }
     crate::log::set_level(new.daemon.log_level);

@@ -13,6 +13,7 @@ use std::io::{self, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::rc::{Rc, Weak};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, SourceId};
@@ -88,6 +89,8 @@ impl Item {
 /// (never the socket directly), so they are ordered with the audio around them.
 pub struct ClientIo {
     sock: TcpStream,
+    /// With `--tls-cert`: the TLS session; queued items are fed to it whole.
+    tls: Option<Box<rustls::ServerConnection>>,
     queue: VecDeque<Item>,
     /// Bytes of the front item already written.
     offset: usize,
@@ -98,7 +101,27 @@ pub struct ClientIo {
 
 impl Read for ClientIo {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.sock.read(buf)
+        let Some(tls) = self.tls.as_mut() else {
+            return self.sock.read(buf);
+        };
+        loop {
+            match tls.reader().read(buf) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => return other,
+            }
+            // No plaintext yet: pull TLS records from the socket.
+            match tls.read_tls(&mut self.sock) {
+                Ok(0) => return Ok(0),
+                Ok(_) => {
+                    if let Err(e) = tls.process_new_packets() {
+                        // Queue the alert for the peer; the caller closes.
+                        let _ = tls.write_tls(&mut self.sock);
+                        return Err(io::Error::new(io::ErrorKind::InvalidData, e));
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -119,9 +142,10 @@ enum Flush {
 }
 
 impl ClientIo {
-    fn new(sock: TcpStream) -> ClientIo {
+    fn new(sock: TcpStream, tls: Option<Box<rustls::ServerConnection>>) -> ClientIo {
         ClientIo {
             sock,
+            tls,
             queue: VecDeque::new(),
             offset: 0,
             control_bytes: 0,
@@ -132,6 +156,9 @@ impl ClientIo {
 
     /// Writes as much of the queue as the socket takes, several items per syscall.
     fn flush_queue(&mut self, bytes_sent: &mut u64) -> io::Result<Flush> {
+        if self.tls.is_some() {
+            return self.flush_tls(bytes_sent);
+        }
         while !self.queue.is_empty() {
             let mut slices: [IoSlice<'_>; 16] = [IoSlice::new(&[]); 16];
             let mut n = 0;
@@ -167,6 +194,36 @@ impl ClientIo {
             }
         }
         Ok(Flush::Done)
+    }
+
+    /// TLS: items enter the session only once its previous records are on the wire, so
+    /// the queue (where stale audio is dropped) stays the only place data waits.
+    fn flush_tls(&mut self, bytes_sent: &mut u64) -> io::Result<Flush> {
+        let Some(tls) = self.tls.as_mut() else {
+            return Ok(Flush::Done);
+        };
+        loop {
+            while tls.wants_write() {
+                match tls.write_tls(&mut self.sock) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => {
+                        *bytes_sent += n as u64;
+                        self.last_progress = Instant::now();
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flush::Blocked),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let Some(item) = self.queue.pop_front() else {
+                return Ok(Flush::Done);
+            };
+            match &item {
+                Item::Control(v) => self.control_bytes -= v.len(),
+                Item::Audio(_) => self.audio_frames -= 1,
+            }
+            tls.writer().write_all(item.bytes())?;
+        }
     }
 
     /// Queues a frame, dropping the oldest not-yet-begun audio beyond `max_frames`.
@@ -244,6 +301,7 @@ impl Conn {
 
 struct Hub {
     config: WebSocketConfig,
+    tls: Option<Arc<rustls::ServerConfig>>,
     token: Option<String>,
     default_codec: Codec,
     opus_available: bool,
@@ -258,6 +316,34 @@ struct Hub {
     web: WebFiles,
     stats: TransportStats,
     listening: bool,
+}
+
+/// Loads `--tls-cert` / `--tls-key` (PEM) into a rustls server configuration.
+fn load_tls(config: &WebSocketConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let (Some(cert_path), Some(key_path)) = (&config.tls_cert, &config.tls_key) else {
+        return Ok(None);
+    };
+    let certs = CertificateDer::pem_file_iter(cert_path)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| format!("cannot read --tls-cert {}: {e}", cert_path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "--tls-cert {}: no PEM certificate in it",
+            cert_path.display()
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .map_err(|e| format!("cannot read --tls-key {}: {e}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let server = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| format!("--tls-cert/--tls-key do not make a usable pair: {e}"))?;
+    Ok(Some(Arc::new(server)))
 }
 
 /// Removes a glib source if it still exists (a fired one-shot timer is already gone).
@@ -308,6 +394,7 @@ impl Transport {
             }
             None => None,
         };
+        let tls = load_tls(&config)?;
         let addr = format!("{}:{}", config.host, config.port);
         let addr = if config.host.contains(':') && !config.host.starts_with('[') {
             format!("[{}]:{}", config.host, config.port)
@@ -326,6 +413,7 @@ impl Transport {
         let hub = Rc::new_cyclic(|weak| {
             RefCell::new(Hub {
                 config,
+                tls,
                 token,
                 default_codec,
                 opus_available,
@@ -360,6 +448,15 @@ impl Transport {
         Ok(Transport { hub })
     }
 
+    /// `wss` with a certificate, `ws` without.
+    pub fn scheme(&self) -> &'static str {
+        if self.hub.borrow().tls.is_some() {
+            "wss"
+        } else {
+            "ws"
+        }
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
         self.hub.borrow().listener.local_addr()
     }
@@ -386,6 +483,7 @@ impl Transport {
             ),
             None => None,
         };
+        hub.tls = load_tls(config)?;
         hub.token = token;
         hub.config.max_clients = config.max_clients;
         hub.config.allowed_origins = config.allowed_origins.clone();
@@ -501,6 +599,20 @@ impl Hub {
             return;
         }
         let _ = sock.set_nodelay(true);
+        let tls = match &self.tls {
+            Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                Ok(mut c) => {
+                    // Our queue bounds what waits; the session only holds one item.
+                    c.set_buffer_limit(None);
+                    Some(Box::new(c))
+                }
+                Err(e) => {
+                    warn!("TLS session setup failed: {e}");
+                    return;
+                }
+            },
+            None => None,
+        };
         let id = self.next_id;
         self.next_id += 1;
         self.stats.connections_total += 1;
@@ -528,7 +640,7 @@ impl Hub {
             Conn {
                 peer,
                 kind: ConnKind::Http(HttpConn {
-                    io: ClientIo::new(sock),
+                    io: ClientIo::new(sock, tls),
                     buf: Vec::with_capacity(1024),
                     timeout: Some(timeout),
                     closing: false,
@@ -595,7 +707,7 @@ impl Hub {
             // with unread data would reset the connection and could lose the answer).
             let mut sink = [0u8; 4096];
             loop {
-                match h.io.sock.read(&mut sink) {
+                match h.io.read(&mut sink) {
                     Ok(0) => break,
                     Ok(_) => continue,
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -608,7 +720,7 @@ impl Hub {
         }
         let mut chunk = [0u8; 4096];
         loop {
-            match h.io.sock.read(&mut chunk) {
+            match h.io.read(&mut chunk) {
                 Ok(0) => {
                     self.remove(id);
                     return;
@@ -628,8 +740,14 @@ impl Hub {
             }
         }
         let peer = conn.peer;
+        let tls = h.io.tls.is_some();
         match http::parse_request(&h.buf) {
-            Parse::Partial => {}
+            Parse::Partial => {
+                if tls {
+                    // TLS handshake records may be waiting to go out.
+                    self.flush(id);
+                }
+            }
             Parse::Reject(reply) => {
                 debug!("{peer}: {} {}", reply.status, reply.reason);
                 self.count_reject(reply.status);
@@ -947,7 +1065,12 @@ impl Hub {
                     match c.kind {
                         // Half-close and wait for the peer's EOF (see read_http).
                         ConnKind::Http(_) => {
-                            let _ = c.io().sock.shutdown(std::net::Shutdown::Write);
+                            let io = c.io();
+                            if let Some(tls) = io.tls.as_mut() {
+                                tls.send_close_notify();
+                                let _ = tls.write_tls(&mut io.sock);
+                            }
+                            let _ = io.sock.shutdown(std::net::Shutdown::Write);
                         }
                         // The close handshake is complete.
                         ConnKind::Ws(_) => self.remove(id),
