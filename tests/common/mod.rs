@@ -965,14 +965,19 @@ pub fn check_timestamps(frames: &[Frame], step: u64, jump_window: usize) -> Resu
             ));
         }
         if b - a != step {
-            jumps.push((i + 1, a, b));
+            let arrival_ms = w[1]
+                .received
+                .saturating_duration_since(w[0].received)
+                .as_millis();
+            jumps.push((i + 1, a, b, arrival_ms));
         }
     }
     match jumps.as_slice() {
         [] => Ok(()),
-        [(i, _, _)] if *i <= jump_window => Ok(()),
+        [(i, _, _, _)] if *i <= jump_window => Ok(()),
         _ => Err(format!(
-            "timestamps must step by {step} ms; irregular steps (frame index, from, to): {:?}",
+            "timestamps must step by {step} ms; irregular steps \
+             (frame index, from ts, to ts, ms between their arrivals): {:?}",
             &jumps[..jumps.len().min(20)]
         )),
     }
