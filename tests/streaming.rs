@@ -245,6 +245,27 @@ fn spawn_reader(
     (rx, stop, h)
 }
 
+/// Read whatever arrives on `s` during `dur`; returns the byte count.
+fn drain_for(s: &mut std::net::TcpStream, dur: Duration) -> usize {
+    let until = Instant::now() + dur;
+    let mut buf = vec![0u8; 1 << 16];
+    let mut total = 0;
+    s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    while Instant::now() < until {
+        match std::io::Read::read(s, &mut buf) {
+            Ok(0) => break,
+            Ok(n) => total += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => break,
+        }
+    }
+    total
+}
+
+fn daemon_alive(d: &Daemon) -> bool {
+    std::net::TcpStream::connect(d.addr()).is_ok()
+}
+
 fn is_tone_frame(mono: &[f32], freq: f64) -> bool {
     rms(mono) > 0.05 && (dominant_frequency(mono, 48000) - freq).abs() <= 30.0
 }
@@ -350,8 +371,9 @@ fn slow_client_does_not_delay_others() {
         std::io::Write::write_all(&mut s, upgrade_request("/audio", "").as_bytes()).unwrap();
         let resp = read_response(&mut s).expect("slow client handshake");
         assert_eq!(resp.status, 101, "{}", resp.head);
-        slow.push(s); // never read again
+        slow.push(s); // not read again until the end
     }
+    let slow_since = Instant::now();
     thread::sleep(Duration::from_millis(1000));
 
     let mut c = WsClient::connect(&daemon.url("/audio"));
@@ -382,6 +404,23 @@ fn slow_client_does_not_delay_others() {
     for f in &frames {
         assert_eq!(f.payload.len(), 3840);
     }
+    // Make sure the scenario was real: the stalled clients hold far less than
+    // the ~192 KB/s the daemon produced since they connected, so the daemon
+    // did have to stop writing to them (their socket buffers were full).
+    let produced = slow_since.elapsed().as_secs_f64() * 192_000.0;
+    for (i, s) in slow.iter_mut().enumerate() {
+        let held = drain_for(s, Duration::from_millis(300));
+        println!(
+            "stalled client {i}: {held} bytes readable after {:.0} KB produced",
+            produced / 1000.0
+        );
+        assert!(
+            (held as f64) < produced * 0.8,
+            "stalled client {i} received {held} of {produced:.0} bytes: it never stalled, \
+             so this test proved nothing"
+        );
+    }
+    assert!(daemon_alive(&daemon), "daemon died");
     drop(slow);
 }
 
