@@ -43,6 +43,9 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.minBuf = Infinity;
     this.maxBuf = 0;
     this.quanta = 0;
+    this.slackMin = Infinity;   // lowest fill over the current ~2 s window while playing
+    this.slackFrames = 0;
+    this.trimPending = false;
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
   allocate(rate) {
@@ -64,6 +67,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.push(m.channels, m.frames);
     } else if (m.type === 'flush') {
       this.r = 0; this.n = 0; this.pos = 0; this.playing = false; this.everPlayed = false;
+      this.slackMin = Infinity; this.slackFrames = 0; this.trimPending = false;
     } else if (m.type === 'config') {
       if (m.targetMs) this.targetMs = m.targetMs;
       if (m.maxMs) this.maxMs = m.maxMs;
@@ -97,6 +101,14 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       const drop = this.n - this.msToFrames(this.targetMs);
       this.r = (this.r + drop) % cap; this.n -= drop;
       this.droppedFrames += drop; this.dropEvents++;
+    }
+    if (this.trimPending) {
+      this.trimPending = false;
+      const excess = this.n - this.msToFrames(this.targetMs);
+      if (this.playing && excess > 0) {
+        this.r = (this.r + excess) % cap; this.n -= excess;
+        this.droppedFrames += excess; this.dropEvents++;
+      }
     }
     if (!this.playing && this.n >= this.msToFrames(this.targetMs)) {
       this.playing = true; this.everPlayed = true;
@@ -141,6 +153,19 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       }
     }
     for (let i = written; i < len; i++) { L[i] = 0; R[i] = 0; }
+    // Latency creep: if the buffer never went below target + 20 ms for ~2 s, that slack is
+    // pure delay (left by a burst that stayed under the bound, or a slow audio clock): drop it.
+    if (this.playing) {
+      if (this.n < this.slackMin) this.slackMin = this.n;
+      this.slackFrames += len;
+      if (this.slackFrames >= 2 * sampleRate) {
+        // Trimmed on the next arrival, back to the fill level playback starts at.
+        if (this.slackMin > this.msToFrames(this.targetMs + 20)) this.trimPending = true;
+        this.slackMin = Infinity; this.slackFrames = 0;
+      }
+    } else {
+      this.slackMin = Infinity; this.slackFrames = 0;
+    }
     if (R !== L) for (let c = 2; c < out.length; c++) out[c].set(L);
     this.renderedFrames += len;
     if (this.n < this.minBuf) this.minBuf = this.n;
@@ -195,6 +220,8 @@ export class NovncAudio extends EventTarget {
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
    * @param {number} [opts.volume=1]
+   * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
+   *        the worklet then resamples)
    */
   constructor(opts = {}) {
     super();
@@ -207,6 +234,8 @@ export class NovncAudio extends EventTarget {
     this.codec = codec;
     this.pcmSampleRate = Number(opts.pcmSampleRate || 48000);
     this.pcmChannels = Number(opts.pcmChannels || 2);
+    // AudioContext rate: 48000 avoids resampling in the worklet; null = the browser's default.
+    this.contextSampleRate = opts.sampleRate === undefined ? 48000 : opts.sampleRate;
     this._volume = clamp(Number(opts.volume ?? 1), 0, 1);
     this._muted = false;
     this._state = 'idle';
@@ -436,7 +465,9 @@ export class NovncAudio extends EventTarget {
       }
       let ctx;
       try {
-        ctx = new AC({ sampleRate: 48000, latencyHint: 'interactive' });
+        ctx = this.contextSampleRate
+          ? new AC({ sampleRate: this.contextSampleRate, latencyHint: 'interactive' })
+          : new AC({ latencyHint: 'interactive' });
       } catch {
         ctx = new AC({ latencyHint: 'interactive' });  // worklet resamples
       }
@@ -467,7 +498,9 @@ export class NovncAudio extends EventTarget {
         this._stats.audioContextState = ctx.state;
         if (ctx.state === 'running' && this._state !== 'stopped' && this._state !== 'idle') {
           storageSet(STORAGE_KEY, '1');
-          if (this._state === 'playing' && /click|suspended/.test(this._reason)) this._setState('playing', 'playing');
+          // What piled up while suspended is stale: start again from the target latency.
+          if (this._node) this._node.port.postMessage({ type: 'flush' });
+          if (this._state === 'playing' && /blocked/.test(this._reason)) this._setState('playing', 'playing');
         }
       });
     } else {
@@ -600,7 +633,7 @@ export class NovncAudio extends EventTarget {
       this._attempt = 0;  // a working connection resets the backoff
       const suspended = this._ctx && this._ctx.state !== 'running';
       this._setState('playing', suspended
-        ? 'audio is suspended by the browser: click or press a key on the page to enable sound'
+        ? 'Sound is blocked by the browser: click or press a key anywhere on the page to enable it'
         : 'playing');
     }
 

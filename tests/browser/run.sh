@@ -85,6 +85,7 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 daemon_cmd=("$bin" -H 127.0.0.1 -p "$port" --allow-root)
 "${daemon_cmd[@]}" >"$state/daemon.log" 2>&1 &
 echo $! >"$daemon_pidfile"
+disown  # the tests kill and restart it; no job notices from bash
 for _ in $(seq 150); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
   kill -0 "$(cat "$daemon_pidfile")" 2>/dev/null || { say "the daemon exited"; exit 1; }
