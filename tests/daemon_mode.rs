@@ -1,0 +1,230 @@
+//! The process around the server: --daemonize with a pid file and syslog, systemd's
+//! notify protocol, journal priority prefixes, SIGHUP reload.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_novnc-audio")
+}
+
+fn recv_all(sock: &UnixDatagram, until: impl Fn(&str) -> bool, timeout: Duration) -> String {
+    let mut all = String::new();
+    let end = Instant::now() + timeout;
+    let mut buf = [0u8; 4096];
+    while Instant::now() < end && !until(&all) {
+        sock.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        if let Ok(n) = sock.recv(&mut buf) {
+            all.push_str(&String::from_utf8_lossy(&buf[..n]));
+            all.push('\n');
+        }
+    }
+    all
+}
+
+fn pid_alive(pid: u32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .map(|s| s.contains(") Z "))
+            .unwrap_or(true)
+}
+
+#[test]
+fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
+    let pulse = PulseServer::start();
+    // A syslog socket of the test's own, only if the machine has none (CI has none).
+    let dev_log = Path::new("/dev/log");
+    let syslog = if dev_log.exists() {
+        None
+    } else {
+        Some(UnixDatagram::bind(dev_log).expect("bind /dev/log for the test"))
+    };
+    let pidfile = pulse.dir().join("novnc-audio.pid");
+    let port = free_port();
+    let started = Instant::now();
+    let status = pulse
+        .command(bin())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
+        .arg("--daemonize")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        assert!(status.success(), "the parent exits 0 once forked");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "the parent returns at once"
+        );
+        let pid: u32 = poll_until(Duration::from_secs(5), || {
+            std::fs::read_to_string(&pidfile).ok()?.trim().parse().ok()
+        })
+        .expect("pid file written");
+        assert!(pid_alive(pid), "the daemon runs as pid {pid}");
+        let ppid = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let ppid: u32 = ppid
+            .rsplit(") ")
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert_ne!(
+            ppid,
+            std::process::id(),
+            "detached from the starting process"
+        );
+        poll_until(Duration::from_secs(5), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .expect("the daemon listens");
+        if let Some(sock) = &syslog {
+            let log = recv_all(sock, |s| s.contains("listening on"), Duration::from_secs(5));
+            assert!(log.contains("novnc-audio"), "syslog ident: {log}");
+            assert!(
+                log.contains("listening on ws://127.0.0.1:"),
+                "syslog: {log}"
+            );
+            // Facility daemon (3) and level info (6): <30>.
+            assert!(log.contains("<30>"), "facility daemon, level info: {log}");
+        }
+        send_signal(pid, "TERM");
+        poll_until(Duration::from_secs(5), || (!pid_alive(pid)).then_some(()))
+            .expect("SIGTERM ends the daemon");
+        assert!(!pidfile.exists(), "SIGTERM removes the pid file");
+    });
+    if syslog.is_some() {
+        let _ = std::fs::remove_file(dev_log);
+    }
+    if let Err(e) = result {
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            send_signal(pid.trim().parse().unwrap_or(0), "KILL");
+        }
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn notify_socket_gets_ready_status_and_stopping() {
+    let pulse = PulseServer::start();
+    let path = pulse.dir().join("notify.sock");
+    let sock = UnixDatagram::bind(&path).unwrap();
+    let port = free_port();
+    let mut child = pulse
+        .command(bin())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
+        .env("NOTIFY_SOCKET", &path)
+        .env("WATCHDOG_USEC", "2000000")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // WATCHDOG_PID is unset, so the watchdog is ours: pings at most every second.
+    let got = recv_all(
+        &sock,
+        |s| s.contains("READY=1") && s.contains("WATCHDOG=1"),
+        Duration::from_secs(8),
+    );
+    assert!(got.contains("READY=1"), "{got}");
+    assert!(got.contains("STATUS="), "{got}");
+    assert!(got.contains("WATCHDOG=1"), "{got}");
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        "ready means listening"
+    );
+    send_signal(child.id(), "TERM");
+    let got = recv_all(&sock, |s| s.contains("STOPPING=1"), Duration::from_secs(5));
+    assert!(got.contains("STOPPING=1"), "{got}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn journal_stream_gets_priority_prefixes() {
+    let pulse = PulseServer::start();
+    let log = pulse.dir().join("stderr.log");
+    let file = std::fs::File::create(&log).unwrap();
+    let meta = file.metadata().unwrap();
+    let port = free_port();
+    let mut child = pulse
+        .command(bin())
+        .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .stderr(file)
+        .spawn()
+        .unwrap();
+    poll_until(Duration::from_secs(5), || {
+        std::fs::read_to_string(&log)
+            .ok()
+            .filter(|s| s.contains("listening on"))
+    })
+    .expect("logs the listener");
+    send_signal(child.id(), "TERM");
+    child.wait().unwrap();
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.lines().all(|l| l.starts_with('<')), "{text}");
+    assert!(text.contains("<6>listening on ws://127.0.0.1:"), "{text}");
+}
+
+#[test]
+fn sighup_reloads_the_config_file() {
+    let pulse = PulseServer::start();
+    let conf = pulse.dir().join("novnc-audio.conf");
+    std::fs::write(&conf, "bitrate = 64000\nmax-clients = 5\n").unwrap();
+    let conf_s = conf.display().to_string();
+    let daemon = Daemon::start(&pulse, &["--config", &conf_s]);
+    let _client = WsClient::connect(&daemon.url("/audio"));
+    std::fs::write(&conf, "bitrate = 32000\nmax-clients = 1\npath = /elsewhere\n").unwrap();
+    daemon.signal("HUP");
+    let text = poll_until(Duration::from_secs(5), || {
+        let t = daemon.stderr_text();
+        t.contains("restart is needed").then_some(t)
+    })
+    .expect("reload logged");
+    assert!(text.contains("bitrate now 32000"), "{text}");
+    assert!(
+        text.contains("host, port or path"),
+        "says what needs a restart: {text}"
+    );
+    // max-clients = 1 applies live: the second client is refused.
+    let resp = raw_request(daemon.addr(), upgrade_request("/audio", "").as_bytes()).unwrap();
+    assert_eq!(resp.status, 503, "{}", resp.head);
+
+    // A broken file keeps the running configuration.
+    std::fs::write(&conf, "bogus = 1\n").unwrap();
+    daemon.signal("HUP");
+    let text = poll_until(Duration::from_secs(5), || {
+        let t = daemon.stderr_text();
+        t.contains("keeping the running configuration").then_some(t)
+    })
+    .expect("bad reload refused");
+    assert!(text.contains("unknown key 'bogus'"), "{text}");
+}
+
+#[test]
+fn root_is_refused_without_allow_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("not root: nothing to check");
+        return;
+    }
+    let out = Command::new(bin()).args(["-p", "1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to run as root"), "{err}");
+    assert!(
+        err.contains("--allow-root") && err.contains("systemctl --user"),
+        "{err}"
+    );
+}
