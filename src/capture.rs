@@ -296,6 +296,8 @@ impl Inner {
                 self.backoff = BACKOFF_MIN;
                 self.status.state = PulseState::Ready;
                 self.sink_load_pending = false;
+                // A restarted server may allow what the previous one refused.
+                self.sink_load_refused = false;
                 if let Some(ctx) = self.context.as_mut() {
                     let mask =
                         InterestMaskSet::SERVER | InterestMaskSet::SINK | InterestMaskSet::SOURCE;
