@@ -47,10 +47,12 @@ function daemonBackend() {
     base,
     expectCodec: 'opus',
     canRestart: !!(argv && pidfile),
+    closeCode: 1001,  // SIGTERM: clients get 1001 (going away)
     async kill() {
       const pid = readPid();
-      process.kill(pid, 'SIGKILL');
+      process.kill(pid, 'SIGTERM');
       for (let i = 0; i < 100 && alive(pid); i++) await sleep(50);
+      if (alive(pid)) { process.kill(pid, 'SIGKILL'); throw new Error('the daemon ignored SIGTERM for 5 s'); }
     },
     async start() {
       const logFile = fs.openSync(path.join(path.dirname(pidfile), 'daemon-restarted.log'), 'a');
@@ -311,7 +313,7 @@ test('killing and restarting the server makes the page reconnect on its own', as
   await waitFor(mainPage, () => window.novncAudio.state === 'reconnecting', null, 10000, 'state reconnecting');
   const r = await audioState(mainPage);
   log(`after kill: ${r.state}: ${r.reason}`);
-  assert.match(r.reason, /code \d+/);
+  assert.match(r.reason, backend.closeCode ? new RegExp(`code ${backend.closeCode}`) : /code \d+/);
   await sleep(1500);  // let it fail a retry or two: backoff
   const t0 = Date.now();
   await backend.start();
@@ -394,15 +396,20 @@ test('a stall and burst above the bound is dropped back to the target and counte
     mock.stall(160);
     await sleep(400);
     const s2 = (await audioState(page)).stats;
-    await sleep(4500);
-    const s3 = (await audioState(page)).stats;
-    log(`small burst: buffered max ${s2.maxBufferedMs.toFixed(1)} ms just after, ${s3.bufferedMs.toFixed(1)} ms ` +
-      `(window max ${s3.maxBufferedMs.toFixed(1)}) 4.5 s later; drops +${s3.droppedForLatency - s2.droppedForLatency}`);
+    // The trim comes after the first full 2 s window without the buffer running low: 2..4 s.
+    const t0 = Date.now();
+    let s3 = s2;
+    while (Date.now() - t0 < 8000) {
+      await sleep(200);
+      s3 = (await audioState(page)).stats;
+      if (s3.droppedForLatency > s2.droppedForLatency && s3.maxBufferedMs <= 60 + 40) break;
+    }
+    log(`small burst: buffered max ${s2.maxBufferedMs.toFixed(1)} ms just after, trimmed to ${s3.bufferedMs.toFixed(1)} ms ` +
+      `(window max ${s3.maxBufferedMs.toFixed(1)}) ${Date.now() - t0 + 400} ms later; drops +${s3.droppedForLatency - s2.droppedForLatency}`);
     assert.ok(s2.maxBufferedMs > 120, 'the burst raised the fill level');
-    // (Steady state without load peaks at about target + 10 ms; frames arriving in bunches on a
-    // loaded machine add to that.)
-    assert.ok(s3.maxBufferedMs <= 60 + 60, `the slack was trimmed (fill ${s3.maxBufferedMs} ms)`);
-    assert.ok(s3.droppedForLatency > s2.droppedForLatency);
+    assert.ok(s3.droppedForLatency > s2.droppedForLatency, 'the slack was dropped');
+    // (Steady state peaks at about target + 10..30 ms.)
+    assert.ok(s3.maxBufferedMs <= 60 + 40, `the slack was trimmed (fill ${s3.maxBufferedMs} ms)`);
   } finally {
     await page.close();
     await mock.close();
