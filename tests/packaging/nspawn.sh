@@ -206,6 +206,8 @@ in_ct ps -o user=,group=,supgrp=,args= -C novnc-audio | sed 's/^/info: /'
 in_ct journalctl -u novnc-audio --no-pager -o cat | grep -q 'listening on' &&
 	ok "journal: $(in_ct journalctl -u novnc-audio --no-pager -o cat | grep 'listening on' | tail -1)" ||
 	bad "no 'listening on' line in the journal"
+line=$(in_ct journalctl -u novnc-audio --no-pager -o cat | grep 'recording from' | tail -1)
+[ -n "$line" ] && ok "journal: $line" || bad "no 'recording from' line in the journal"
 frames "frames from the system unit"
 score=$(in_ct systemd-analyze security novnc-audio --no-pager 2>/dev/null |
 	sed -n 's/.*Overall exposure level for [^:]*: \([0-9.]*\).*/\1/p')
