@@ -58,7 +58,7 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
     const files = { '/': ['index.html', 'text/html; charset=utf-8'], '/novnc-audio.js': ['novnc-audio.js', 'text/javascript; charset=utf-8'] };
     const f = files[url.pathname];
     if (f) {
-      res.writeHead(200, { 'Content-Type': f[1], 'Cache-Control': 'no-store' });
+      res.writeHead(200, { 'Content-Type': f[1], 'Cache-Control': 'no-store', 'Access-Control-Allow-Origin': '*' });
       res.end(fs.readFileSync(path.join(webDir, f[0])));
     } else if (url.pathname === '/audio') {
       res.writeHead(426, { 'Content-Type': 'text/plain' });

@@ -474,3 +474,50 @@ test('autoplay policy: a blocked start waits for the first click, then remembers
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("web/README.md's vnc.html snippet plays from the VNC port + 10 after the first click", async () => {
+  // A stand-in for noVNC's vnc.html (the README's <script> block, verbatim) served on port P,
+  // and a mock daemon on P + 10.
+  const readme = fs.readFileSync(path.join(repo, 'web/README.md'), 'utf8');
+  const snippet = readme.match(/```html\n([\s\S]*?)```/)[1];
+  const http = await import('node:http');
+  const page = `<!doctype html><html><head><title>noVNC</title></head><body><div id="screen">VNC here</div>\n${snippet}</body></html>`;
+  const js = fs.readFileSync(path.join(repo, 'web/novnc-audio.js'));
+  let vnc, mock;
+  for (let i = 0; i < 20 && !mock; i++) {
+    vnc = http.createServer((req, res) => {
+      const p = new URL(req.url, 'http://x').pathname;
+      if (p === '/vnc.html') { res.writeHead(200, { 'Content-Type': 'text/html' }); res.end(page); }
+      else if (p === '/novnc-audio.js') { res.writeHead(200, { 'Content-Type': 'text/javascript' }); res.end(js); }
+      else { res.writeHead(404); res.end(); }
+    });
+    await new Promise((r) => vnc.listen(0, '127.0.0.1', r));
+    const port = vnc.address().port;
+    try {
+      if (port + 10 > 65535) throw new Error('port out of range');
+      mock = await startMockServer({ port: port + 10, freq: TONE_HZ });
+    } catch {
+      await new Promise((r) => vnc.close(r));
+      vnc = null;
+    }
+  }
+  assert.ok(mock, 'found a free port pair');
+  const p = await browser.newPage();
+  try {
+    await p.addInitScript(() => localStorage.removeItem('novnc-audio.enabled'));
+    await p.goto(`http://127.0.0.1:${vnc.address().port}/vnc.html?autoconnect=1`);
+    await p.waitForFunction(() => !!window.novncAudio, null, { timeout: 5000 });
+    assert.equal(await p.evaluate(() => window.novncAudio.url), `ws://127.0.0.1:${mock.port}/audio`);
+    assert.equal(await p.evaluate(() => window.novncAudio.state), 'idle', 'waits for a gesture');
+    await p.click('#screen');
+    await waitPlaying(p);
+    await sleep(1000);
+    assertTone(await dominant(p), 'README snippet');
+  } finally {
+    await p.close();
+    await mock.close();
+    const closed = new Promise((r) => vnc.close(r));
+    vnc.closeAllConnections();
+    await closed;
+  }
+});
