@@ -1,0 +1,912 @@
+//! Hostile input: a corpus of bad requests and abusive clients, each with a precise
+//! expected answer, while a healthy client keeps streaming; plus the access controls
+//! (--max-clients, --token-file, --allow-origin) and the refusal to run as root.
+
+mod common;
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const SINK: &str = "novnc_audio";
+
+/// A real TLS ClientHello (OpenSSL 3, SNI "localhost"), as a browser sends for wss://.
+const CLIENT_HELLO_HEX: &str = concat!(
+    "1603010200010001fc030345580ae5e8313f61cbb995c5273419c9d5afc9d40e742c1296fdf73b9d6b0bd920224e46b7",
+    "e8bb658211608187a47fcb8fa6ffd376c9615b9de591f0e0d67ff97f0024130213031301c02cc030c02bc02fcca9cca8",
+    "c024c028c023c027009f009e006b006700ff0100018f0000000e000c0000096c6f63616c686f7374000b000403000102",
+    "000a00160014001d0017001e0019001801000101010201030104002300000016000000170000000d002a002804030503",
+    "0603080708080809080a080b080408050806040105010601030303010302040205020602002b00050403040303002d00",
+    "020101003300260024001d0020954f95ff6ccc0db2daa20d087c9bba408aa987cb4d6567c811d26d95a62dee47001500",
+    "e40000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000",
+    "00000000000000000000000000000000000000000000000000000000000000000000000000",
+);
+
+fn client_hello() -> Vec<u8> {
+    (0..CLIENT_HELLO_HEX.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&CLIENT_HELLO_HEX[i..i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The tests of this file share the daemon's CPU with abusive clients and measure the
+/// healthy client's rate: they run one at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A private server, a daemon with `args` that has its sink, and a 440 Hz tone in it.
+fn setup(args: &[&str]) -> (PulseServer, Daemon, Tone) {
+    let pulse = PulseServer::start();
+    let daemon = Daemon::start(&pulse, args);
+    assert!(
+        pulse.wait_default_sink(SINK, Duration::from_secs(5)),
+        "daemon did not create and select {SINK} within 5 s"
+    );
+    let tone = Tone::play(&pulse, Some(SINK), 440.0);
+    (pulse, daemon, tone)
+}
+
+/// A tiny deterministic PRNG (xorshift64*), so the corpus is the same every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| (self.next() >> 56) as u8).collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The healthy client
+// ---------------------------------------------------------------------------
+
+/// A client read by a thread of its own; its frames are checked at the end.
+struct Healthy {
+    frames: Arc<Mutex<Vec<Frame>>>,
+    ended: Arc<Mutex<Option<String>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl Healthy {
+    fn start(url: &str, headers: &[(&str, &str)]) -> Healthy {
+        let mut c = WsClient::try_connect(url, headers).expect("healthy client connects");
+        c.set_read_timeout(Duration::from_millis(200));
+        let frames = Arc::new(Mutex::new(Vec::new()));
+        let ended = Arc::new(Mutex::new(None));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (f2, e2, s2) = (frames.clone(), ended.clone(), stop.clone());
+        let handle = thread::spawn(move || {
+            while !s2.load(Ordering::Relaxed) {
+                match c.next() {
+                    Ok(Next::Frame(f)) => f2.lock().unwrap().push(f),
+                    Ok(Next::Close(cf)) => {
+                        *e2.lock().unwrap() = Some(format!("server closed: {cf:?}"));
+                        return;
+                    }
+                    Err(tungstenite::Error::Io(e))
+                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                    Err(e) => {
+                        *e2.lock().unwrap() = Some(format!("read failed: {e}"));
+                        return;
+                    }
+                }
+            }
+        });
+        let h = Healthy {
+            frames,
+            ended,
+            stop,
+            handle: Some(handle),
+        };
+        poll_until(Duration::from_secs(5), || (h.len() >= 10).then_some(()))
+            .expect("the healthy client gets frames");
+        h
+    }
+
+    fn len(&self) -> usize {
+        self.frames.lock().unwrap().len()
+    }
+
+    fn since(&self, mark: usize) -> Vec<Frame> {
+        self.frames.lock().unwrap()[mark..].to_vec()
+    }
+
+    /// Checks everything received since `mark`: still connected, 50 ± 2 frames/s,
+    /// timestamps step by 20 ms (no gap over 60 ms), and the tail is the 440 Hz tone.
+    fn check(&self, mark: usize, what: &str) -> String {
+        if let Some(e) = self.ended.lock().unwrap().clone() {
+            panic!("{what}: the healthy client lost its connection: {e}");
+        }
+        let frames = self.since(mark);
+        let stale = frames
+            .last()
+            .map(|f| f.received.elapsed())
+            .unwrap_or(Duration::MAX);
+        assert!(
+            stale <= Duration::from_millis(250),
+            "{what}: the healthy client's last frame came {stale:?} ago ({} frames since the start)",
+            frames.len()
+        );
+        assert!(
+            frames.len() >= 25,
+            "{what}: the healthy client got only {} frames",
+            frames.len()
+        );
+        let span = frames.last().unwrap().received - frames[0].received;
+        let fps = (frames.len() - 1) as f64 / span.as_secs_f64();
+        let gap = max_ts_gap(&frames);
+        let arrival = frames
+            .windows(2)
+            .map(|w| w[1].received - w[0].received)
+            .max()
+            .unwrap_or_default();
+        for w in frames.windows(2) {
+            assert!(
+                w[1].ts_ms > w[0].ts_ms,
+                "{what}: timestamp went from {} to {}",
+                w[0].ts_ms,
+                w[1].ts_ms
+            );
+        }
+        assert!(gap <= 60, "{what}: timestamp gap of {gap} ms");
+        assert!(
+            (fps - 50.0).abs() <= 2.5,
+            "{what}: {fps:.1} frames/s over {span:?}, expected 50"
+        );
+        let tail = &frames[frames.len().saturating_sub(25)..];
+        let mono = decode_tail(tail, 2, 0.4);
+        let f = dominant_frequency(&mono, 48000);
+        assert!(
+            rms(&mono) > 0.1 && (f - 440.0).abs() <= 10.0,
+            "{what}: the healthy client hears {f} Hz at rms {}, expected 440 Hz",
+            rms(&mono)
+        );
+        format!(
+            "{} frames over {span:.1?}, {fps:.1} fps, max ts gap {gap} ms, max arrival gap {arrival:.1?}",
+            frames.len()
+        )
+    }
+}
+
+impl Drop for Healthy {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Raw HTTP and WebSocket
+// ---------------------------------------------------------------------------
+
+/// What a hostile request got back.
+#[derive(Debug)]
+enum Outcome {
+    Response(RawResponse),
+    /// The server closed (or reset) without a complete response head.
+    Closed(String),
+    /// Nothing within the read timeout.
+    Silent(String),
+}
+
+/// Sends `bytes` (a failed write is fine: the server may close early) and reads one
+/// response.
+fn send_raw(daemon: &Daemon, bytes: &[u8]) -> Outcome {
+    let mut s = TcpStream::connect(daemon.addr()).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
+    let _ = s.write_all(bytes);
+    match read_response(&mut s) {
+        Ok(r) => Outcome::Response(r),
+        Err(e) if e.starts_with("timeout") => Outcome::Silent(e),
+        Err(e) => Outcome::Closed(e),
+    }
+}
+
+fn expect_status(daemon: &Daemon, what: &str, bytes: &[u8], status: u16) -> RawResponse {
+    match send_raw(daemon, bytes) {
+        Outcome::Response(r) if r.status == status => r,
+        other => panic!("{what}: expected HTTP {status}, got {other:?}"),
+    }
+}
+
+/// A raw WebSocket client: our own framing, so floods and oversized messages are
+/// exactly what we say.
+struct RawWs {
+    s: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl RawWs {
+    fn connect(daemon: &Daemon) -> RawWs {
+        let mut s = TcpStream::connect(daemon.addr()).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        s.write_all(upgrade_request("/audio", "").as_bytes())
+            .unwrap();
+        // Byte by byte up to the end of the head: what follows are frames.
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            let n = s.read(&mut b).expect("read the 101 head");
+            assert_eq!(n, 1, "closed during the handshake: {head:?}");
+            head.push(b[0]);
+        }
+        let head = String::from_utf8_lossy(&head);
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        RawWs { s, buf: Vec::new() }
+    }
+
+    /// A masked client frame.
+    fn frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x12u8, 0x34, 0x56, 0x78];
+        let mut f = vec![0x80 | opcode];
+        match payload.len() {
+            n if n < 126 => f.push(0x80 | n as u8),
+            n if n <= 0xffff => {
+                f.push(0x80 | 126);
+                f.extend_from_slice(&(n as u16).to_be_bytes());
+            }
+            n => {
+                f.push(0x80 | 127);
+                f.extend_from_slice(&(n as u64).to_be_bytes());
+            }
+        }
+        f.extend_from_slice(&mask);
+        f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        f
+    }
+
+    /// The next server frame: (opcode, payload).
+    fn read_frame(&mut self) -> std::io::Result<(u8, Vec<u8>)> {
+        loop {
+            if self.buf.len() >= 2 {
+                let len7 = (self.buf[1] & 0x7f) as usize;
+                let (hdr, len) = match len7 {
+                    126 if self.buf.len() >= 4 => {
+                        (4, u16::from_be_bytes([self.buf[2], self.buf[3]]) as usize)
+                    }
+                    127 if self.buf.len() >= 10 => {
+                        let mut l = [0u8; 8];
+                        l.copy_from_slice(&self.buf[2..10]);
+                        (10, u64::from_be_bytes(l) as usize)
+                    }
+                    126 | 127 => (usize::MAX, 0),
+                    n => (2, n),
+                };
+                if hdr != usize::MAX && self.buf.len() >= hdr + len {
+                    let opcode = self.buf[0] & 0x0f;
+                    let payload = self.buf[hdr..hdr + len].to_vec();
+                    self.buf.drain(..hdr + len);
+                    return Ok((opcode, payload));
+                }
+            }
+            let mut chunk = [0u8; 16384];
+            let n = self.s.read(&mut chunk)?;
+            if n == 0 {
+                return Err(ErrorKind::UnexpectedEof.into());
+            }
+            self.buf.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// Reads until the connection ends; true if it did (EOF or reset) within `timeout`.
+fn drains_to_end(s: &mut TcpStream, timeout: Duration) -> bool {
+    s.set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let deadline = Instant::now() + timeout;
+    let mut buf = vec![0u8; 65536];
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(_) => return true, // reset
+        }
+    }
+    false
+}
+
+fn stats_clients(daemon: &Daemon) -> u64 {
+    let r = expect_status(
+        daemon,
+        "GET /stats",
+        b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
+        200,
+    );
+    let body = r.body_text();
+    let at = body.find("\"clients\":").expect("clients in /stats") + 10;
+    body[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap()
+}
+
+// ---------------------------------------------------------------------------
+// The corpus
+// ---------------------------------------------------------------------------
+// ---------------------------------------------------------------------------
+// The corpus
+// ---------------------------------------------------------------------------
+
+fn case_wrong_path(d: &Daemon, _: &Healthy) -> String {
+    let a = expect_status(
+        d,
+        "upgrade on /nope",
+        upgrade_request("/nope", "").as_bytes(),
+        404,
+    );
+    let b = expect_status(
+        d,
+        "GET /etc/passwd",
+        b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n",
+        404,
+    );
+    format!(
+        "upgrade on /nope -> {}, GET /etc/passwd -> {}",
+        a.status, b.status
+    )
+}
+
+fn case_no_upgrade(d: &Daemon, _: &Healthy) -> String {
+    let r = expect_status(
+        d,
+        "GET /audio without upgrade",
+        b"GET /audio HTTP/1.1\r\nHost: x\r\n\r\n",
+        426,
+    );
+    let body = r.body_text();
+    assert!(
+        body.ends_with('\n') && body.trim_end().len() > 10 && !body.trim_end().contains('\n'),
+        "426 body must be one line: {body:?}"
+    );
+    format!("426 {:?}", body.trim_end())
+}
+
+fn case_wrong_version(d: &Daemon, _: &Healthy) -> String {
+    let v8 = upgrade_request("/audio", "")
+        .replace("Sec-WebSocket-Version: 13", "Sec-WebSocket-Version: 8");
+    let r = expect_status(d, "Sec-WebSocket-Version: 8", v8.as_bytes(), 426);
+    assert_eq!(
+        r.header("sec-websocket-version").as_deref(),
+        Some("13"),
+        "426 for a wrong version must name version 13:\n{}",
+        r.head
+    );
+    "426 with Sec-WebSocket-Version: 13".into()
+}
+
+fn case_missing_key(d: &Daemon, _: &Healthy) -> String {
+    let nokey = upgrade_request("/audio", "")
+        .replace("Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n", "");
+    assert!(!nokey.contains("Key"));
+    let r = expect_status(d, "missing Sec-WebSocket-Key", nokey.as_bytes(), 400);
+    format!("400 {:?}", r.body_text().trim_end())
+}
+
+fn case_big_headers(d: &Daemon, _: &Healthy) -> String {
+    let big = upgrade_request("/audio", &format!("X-Filler: {}\r\n", "a".repeat(9000)));
+    let a = expect_status(d, "9 KiB header, complete head", big.as_bytes(), 431);
+    let mut endless = b"GET /audio HTTP/1.1\r\n".to_vec();
+    for i in 0..400 {
+        endless.extend_from_slice(format!("X-H{i}: {}\r\n", "b".repeat(20)).as_bytes());
+    }
+    let b = expect_status(d, "headers over 8 KiB, no end", &endless, 431);
+    format!(
+        "9 KiB header (complete head) -> {}; {} bytes of headers, no end -> {}",
+        a.status,
+        endless.len(),
+        b.status
+    )
+}
+
+fn case_random_bytes(d: &Daemon, _: &Healthy) -> String {
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut random = rng.bytes(64 * 1024);
+    random[0] = b'Z'; // not the TLS record byte: plain garbage
+    match send_raw(d, &random) {
+        Outcome::Response(r) => {
+            assert_eq!(r.status, 400, "64 KiB random bytes: {}", r.head);
+            format!("400 {:?}", r.body_text().trim_end())
+        }
+        Outcome::Closed(e) => format!("closed ({e})"),
+        Outcome::Silent(e) => panic!("64 KiB random bytes: no answer and no close: {e}"),
+    }
+}
+
+fn case_tls(d: &Daemon, _: &Healthy) -> String {
+    let hello = client_hello();
+    assert_eq!(&hello[..3], &[0x16, 0x03, 0x01]);
+    let r = expect_status(d, "TLS ClientHello", &hello, 400);
+    assert!(
+        r.body_text().contains("TLS"),
+        "400 to a TLS ClientHello must mention TLS: {:?}",
+        r.body_text()
+    );
+    format!("400 {:?}", r.body_text().trim_end())
+}
+
+fn case_oversized_message(d: &Daemon, _: &Healthy) -> String {
+    let mut ws = RawWs::connect(d);
+    let _ = ws.s.write_all(&RawWs::frame(0x2, &vec![7u8; 70 * 1024]));
+    let close = loop {
+        match ws.read_frame() {
+            Ok((0x8, payload)) => break Ok(payload),
+            Ok(_) => continue,
+            Err(e) => break Err(e),
+        }
+    };
+    let payload = close.unwrap_or_else(|e| panic!("70 KiB message: no close frame ({e})"));
+    assert!(payload.len() >= 2, "close frame without a code");
+    let code = u16::from_be_bytes([payload[0], payload[1]]);
+    assert_eq!(code, 1009, "close code for a 70 KiB message");
+    format!("close {code} {:?}", String::from_utf8_lossy(&payload[2..]))
+}
+
+/// 10,000 pings sent back to back by a client that reads everything.
+fn case_ping_flood_reading(d: &Daemon, healthy: &Healthy) -> String {
+    let mut ws = RawWs::connect(d);
+    let mut writer = ws.s.try_clone().unwrap();
+    let mark = healthy.len();
+    let started = Instant::now();
+    let sender = thread::spawn(move || {
+        let mut batch = Vec::new();
+        for i in 0u64..10_000 {
+            batch.extend(RawWs::frame(0x9, &i.to_be_bytes()));
+            if batch.len() > 8192 {
+                if writer.write_all(&batch).is_err() {
+                    return;
+                }
+                batch.clear();
+            }
+        }
+        let _ = writer.write_all(&batch);
+    });
+    let mut pongs = 0u64;
+    let mut last = None;
+    let mut in_order = true;
+    let outcome = loop {
+        if last == Some(9_999) {
+            break Ok(());
+        }
+        match ws.read_frame() {
+            Ok((0xA, p)) => {
+                let n = u64::from_be_bytes(p[..8].try_into().unwrap());
+                in_order &= last.is_none_or(|l| n > l);
+                last = Some(n);
+                pongs += 1;
+            }
+            Ok(_) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    let took = started.elapsed();
+    let _ = sender.join();
+    // Stream on for a second so the healthy client's rate covers the flood.
+    thread::sleep(Duration::from_millis(1000));
+    let h = healthy.check(mark, "during the reading ping flood");
+    if let Err(e) = outcome {
+        panic!(
+            "a client that reads its pongs was disconnected during a burst of 10,000 pings \
+             ({e} after {pongs} pongs); healthy: {h}"
+        );
+    }
+    assert!(in_order, "pongs out of order");
+    format!("{pongs} pongs in {took:.1?}, the last for ping 9999; healthy: {h}")
+}
+
+/// 10,000 pings of 125 bytes from a client that never reads: it is disconnected.
+fn case_ping_flood_not_reading(d: &Daemon, healthy: &Healthy) -> String {
+    let mut s = RawWs::connect(d).s;
+    let mark = healthy.len();
+    let started = Instant::now();
+    let mut sent = 0;
+    let mut write_error = None;
+    s.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    for i in 0..10_000u32 {
+        let mut p = [0u8; 125];
+        p[..4].copy_from_slice(&i.to_be_bytes());
+        if let Err(e) = s.write_all(&RawWs::frame(0x9, &p)) {
+            write_error = Some(e.kind());
+            break;
+        }
+        sent += 1;
+    }
+    let ended = drains_to_end(&mut s, Duration::from_secs(5));
+    let took = started.elapsed();
+    assert!(
+        ended,
+        "a client flooding pings without reading was not disconnected ({sent} pings sent)"
+    );
+    let clients = poll_until(Duration::from_secs(3), || {
+        (stats_clients(d) == 1).then_some(())
+    });
+    assert!(clients.is_some(), "the flooder still counts as a client");
+    thread::sleep(Duration::from_millis(1000));
+    let h = healthy.check(mark, "during the non-reading ping flood");
+    format!(
+        "disconnected after {sent} pings, {took:.1?} (write error {write_error:?}); healthy: {h}"
+    )
+}
+
+/// 3 s of small binary messages as fast as the socket takes them: the daemon must
+/// not spend its loop on one client.
+fn case_message_flood(d: &Daemon, healthy: &Healthy) -> String {
+    let ws = RawWs::connect(d);
+    let mut writer = ws.s.try_clone().unwrap();
+    let mut reader = ws.s;
+    let stop = Arc::new(AtomicBool::new(false));
+    let stop2 = stop.clone();
+    // Read (and discard) what the daemon sends, so only our sending is abusive.
+    let drain = thread::spawn(move || {
+        reader
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut buf = vec![0u8; 65536];
+        while !stop2.load(Ordering::Relaxed) {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    let mark = healthy.len();
+    let batch: Vec<u8> = (0..1000)
+        .flat_map(|_| RawWs::frame(0x2, b"hello"))
+        .collect();
+    let started = Instant::now();
+    let mut bytes = 0usize;
+    while started.elapsed() < Duration::from_secs(3) {
+        if writer.write_all(&batch).is_err() {
+            break;
+        }
+        bytes += batch.len();
+    }
+    let flood_end = Instant::now();
+    let during = healthy.since(mark).len();
+    // How long the healthy client waits for its next frame once the flood stops.
+    let resumed = poll_until(Duration::from_secs(10), || {
+        healthy
+            .since(mark)
+            .iter()
+            .find(|f| f.received > flood_end)
+            .map(|f| f.received - flood_end)
+    });
+    stop.store(true, Ordering::Relaxed);
+    let _ = drain.join();
+    println!(
+        "message flood: healthy client got {during} frames during the 3 s flood, next frame {resumed:?} after it"
+    );
+    let h = healthy.check(mark, "during a 3 s flood of small messages");
+    format!(
+        "{} messages ({:.1} MB) in {:.1?}; healthy: {h}",
+        bytes / batch.len() * 1000,
+        bytes as f64 / 1e6,
+        started.elapsed()
+    )
+}
+
+#[test]
+fn hostile_corpus_while_streaming() {
+    let _serial = serial();
+    let (_pulse, mut daemon, _tone) = setup(&["--handshake-timeout", "2", "--log-level", "debug"]);
+    let healthy = Healthy::start(&daemon.url("/audio"), &[]);
+    let mark = healthy.len();
+
+    // Slowloris runs alongside the rest: half a request line, then nothing.
+    let addr = daemon.addr();
+    let slowloris = thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        s.write_all(b"GET /au").unwrap();
+        let t0 = Instant::now();
+        let r = read_response(&mut s);
+        let answered = t0.elapsed();
+        let closed = drains_to_end(&mut s, Duration::from_secs(3));
+        (r, answered, closed, t0.elapsed())
+    });
+
+    type Case = fn(&Daemon, &Healthy) -> String;
+    let cases: &[(&str, Case)] = &[
+        ("wrong path", case_wrong_path),
+        ("GET /audio without upgrade", case_no_upgrade),
+        ("Sec-WebSocket-Version: 8", case_wrong_version),
+        ("no Sec-WebSocket-Key", case_missing_key),
+        ("headers over 8 KiB", case_big_headers),
+        ("64 KiB of random bytes", case_random_bytes),
+        ("TLS ClientHello", case_tls),
+        ("70 KiB client message", case_oversized_message),
+        ("10,000 pings, reading", case_ping_flood_reading),
+        ("10,000 pings, not reading", case_ping_flood_not_reading),
+        ("3 s message flood", case_message_flood),
+    ];
+    let mut report = Vec::new();
+    let mut failed = Vec::new();
+    for (name, case) in cases {
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| case(&daemon, &healthy)));
+        match result {
+            Ok(text) => report.push(format!("ok    {name}: {text}")),
+            Err(p) => {
+                let msg = p
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                report.push(format!("FAIL  {name}: {msg}"));
+                failed.push(*name);
+            }
+        }
+    }
+
+    let (r, answered, closed, total) = slowloris.join().unwrap();
+    let slow_ok = match &r {
+        Ok(resp) => resp.status == 408,
+        Err(e) => e.starts_with("closed"),
+    } && answered >= Duration::from_millis(1900)
+        && answered <= Duration::from_secs(4)
+        && closed;
+    report.push(format!(
+        "{}slowloris \"GET /au\" with --handshake-timeout 2: {} after {answered:.2?}, \
+         connection {} after {total:.2?} (expected 408 or close in 2..4 s)",
+        if slow_ok { "ok    " } else { "FAIL  " },
+        r.map(|r| r.status.to_string()).unwrap_or_else(|e| e),
+        if closed { "closed" } else { "NOT closed" }
+    ));
+    if !slow_ok {
+        failed.push("slowloris");
+    }
+
+    let alive = daemon.is_running();
+    let h = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        healthy.check(mark, "over the whole corpus")
+    }));
+    report.push(format!(
+        "healthy client over the whole corpus: {}",
+        match &h {
+            Ok(t) => t.clone(),
+            Err(_) => "FAILED (see above)".into(),
+        }
+    ));
+    println!("hostile corpus:\n  {}", report.join("\n  "));
+    assert!(alive, "the daemon died");
+    assert!(h.is_ok(), "the healthy client suffered");
+    assert!(failed.is_empty(), "failed cases: {failed:?}");
+}
+
+// ---------------------------------------------------------------------------
+// Access controls
+// ---------------------------------------------------------------------------
+
+#[test]
+fn more_than_max_clients_get_503_before_the_upgrade() {
+    let _serial = serial();
+    let (_pulse, daemon, _tone) = setup(&["--max-clients", "3"]);
+    let healthy = Healthy::start(&daemon.url("/audio"), &[]);
+    let mark = healthy.len();
+    let b = WsClient::connect(&daemon.url("/audio"));
+    let c = WsClient::connect(&daemon.url("/audio"));
+    let r = expect_status(
+        &daemon,
+        "a 4th client with --max-clients 3",
+        upgrade_request("/audio", "").as_bytes(),
+        503,
+    );
+    assert!(
+        !r.head.to_ascii_lowercase().contains("sec-websocket-accept"),
+        "503 must come before the upgrade:\n{}",
+        r.head
+    );
+    println!("4th client: {} {:?}", r.status, r.body_text().trim_end());
+    // A slot frees when a client leaves.
+    drop(b);
+    let freed = Instant::now();
+    let again = poll_until(Duration::from_secs(3), || {
+        WsClient::try_connect(&daemon.url("/audio"), &[]).ok()
+    });
+    assert!(
+        again.is_some(),
+        "no slot 3 s after a client left (--max-clients 3)"
+    );
+    println!(
+        "a slot was free again {:?} after a client left",
+        freed.elapsed()
+    );
+    drop(c);
+    thread::sleep(Duration::from_millis(600));
+    println!("healthy: {}", healthy.check(mark, "with --max-clients 3"));
+}
+
+#[test]
+fn token_is_required_and_never_logged() {
+    let _serial = serial();
+    let pulse = PulseServer::start();
+    let token = "tok-3f9a7c1e5b2d4a60";
+    let wrong = "tok-wrong-88e1b2c3d4";
+    let path = pulse.dir().join("token");
+    std::fs::write(&path, format!("{token}\n")).unwrap();
+    let daemon = Daemon::start(
+        &pulse,
+        &[
+            "--token-file",
+            path.to_str().unwrap(),
+            "--log-level",
+            "debug",
+        ],
+    );
+    assert!(pulse.wait_default_sink(SINK, Duration::from_secs(5)));
+    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+
+    let up = |target: &str, extra: &str| upgrade_request(target, extra);
+    expect_status(&daemon, "no token", up("/audio", "").as_bytes(), 401);
+    expect_status(
+        &daemon,
+        "wrong ?token=",
+        up(&format!("/audio?token={wrong}"), "").as_bytes(),
+        401,
+    );
+    expect_status(
+        &daemon,
+        "wrong Bearer",
+        up("/audio", &format!("Authorization: Bearer {wrong}\r\n")).as_bytes(),
+        401,
+    );
+    expect_status(
+        &daemon,
+        "Basic instead of Bearer",
+        up("/audio", &format!("Authorization: Basic {token}\r\n")).as_bytes(),
+        401,
+    );
+    expect_status(
+        &daemon,
+        "token prefix",
+        up(&format!("/audio?token={}", &token[..token.len() - 1]), "").as_bytes(),
+        401,
+    );
+    expect_status(
+        &daemon,
+        "/stats without a token",
+        b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
+        401,
+    );
+    expect_status(
+        &daemon,
+        "right ?token=",
+        up(&format!("/audio?token={token}"), "").as_bytes(),
+        101,
+    );
+    expect_status(
+        &daemon,
+        "right Bearer",
+        up("/audio", &format!("Authorization: Bearer {token}\r\n")).as_bytes(),
+        101,
+    );
+    // Real clients with the token stream audio.
+    let healthy = Healthy::start(&daemon.url(&format!("/audio?token={token}")), &[]);
+    let bearer = format!("Bearer {token}");
+    let mut c = WsClient::try_connect(&daemon.url("/audio"), &[("Authorization", &bearer)])
+        .expect("Bearer client");
+    c.next_frame();
+    thread::sleep(Duration::from_millis(600));
+    println!("token client: {}", healthy.check(0, "token client"));
+
+    let log = daemon.stderr_text();
+    assert!(
+        log.contains("debug:"),
+        "the daemon did not log at debug level"
+    );
+    assert!(
+        !log.contains(token) && !log.contains(&token[4..]),
+        "the token appears in the daemon's stderr:\n{log}"
+    );
+    assert!(
+        !log.contains(wrong),
+        "a presented (wrong) token appears in the daemon's stderr:\n{log}"
+    );
+}
+
+#[test]
+fn origin_allow_list() {
+    let _serial = serial();
+    let (_pulse, daemon, _tone) = setup(&["--allow-origin", "https://a.example"]);
+    let up = |origin: &str| upgrade_request("/audio", &format!("Origin: {origin}\r\n"));
+    let r = expect_status(
+        &daemon,
+        "Origin https://evil.example",
+        up("https://evil.example").as_bytes(),
+        403,
+    );
+    println!("evil origin: {} {:?}", r.status, r.body_text().trim_end());
+    expect_status(
+        &daemon,
+        "Origin https://a.example.evil.example",
+        up("https://a.example.evil.example").as_bytes(),
+        403,
+    );
+    expect_status(
+        &daemon,
+        "Origin http://a.example (other scheme)",
+        up("http://a.example").as_bytes(),
+        403,
+    );
+    expect_status(
+        &daemon,
+        "Origin https://a.example",
+        up("https://a.example").as_bytes(),
+        101,
+    );
+    let healthy = Healthy::start(&daemon.url("/audio"), &[("Origin", "https://a.example")]);
+    thread::sleep(Duration::from_millis(600));
+    println!("allowed origin: {}", healthy.check(0, "allowed origin"));
+}
+
+#[test]
+fn refuses_root_without_allow_root() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        println!("skipped: not running as root");
+        return;
+    }
+    let pulse = PulseServer::start();
+    let port = free_port().to_string();
+    let out = pulse
+        .command(BIN)
+        .args(["-H", "127.0.0.1", "-p", &port])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn novnc-audio");
+    let pid = out.id();
+    let waiter = thread::spawn(move || out.wait_with_output());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            send_signal(pid, "KILL");
+            let _ = waiter.join();
+            panic!("novnc-audio as root without --allow-root was still running after 5 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = waiter.join().unwrap().expect("wait for novnc-audio");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("as root: {} {stderr:?}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status as root; stderr {stderr:?}"
+    );
+    assert!(
+        stderr.contains("root") && stderr.contains("user") && stderr.contains("--allow-root"),
+        "the message must say how to run it as a user (or --allow-root): {stderr:?}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
+        "something listens on the port of the refused daemon"
+    );
+}
