@@ -53,16 +53,17 @@ if [ ! -f "$rootfs/.novnc-audio-complete" ]; then
 	mkdir -p "$cache"
 	rm -rf "$rootfs.new"
 	debootstrap --variant=minbase \
-		--include=systemd,dbus,pulseaudio,pulseaudio-utils,libopus0,libglib2.0-0,libpulse-mainloop-glib0,procps \
+		--include=systemd,dbus,pulseaudio,pulseaudio-utils,libopus0,libglib2.0-0,libpulse-mainloop-glib0,libpam-systemd,procps \
 		bookworm "$rootfs.new" "$mirror" >"$cache/debootstrap.log" 2>&1 ||
 		{ tail -20 "$cache/debootstrap.log"; bad "debootstrap failed"; exit 1; }
 	rm -rf "$rootfs"
 	mv "$rootfs.new" "$rootfs"
 	touch "$rootfs/.novnc-audio-complete"
 fi
-# The package's dependencies go into the cached tree too (first alternatives).
+# The package's dependencies go into the cached tree too (first alternatives),
+# and libpam-systemd, which a user manager (user@.service) needs.
 missing=
-for p in $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g'); do
+for p in libpam-systemd $(dpkg-deb -f "$deb" Depends | tr ',' '\n' | sed 's/|.*//; s/(.*)//; s/[[:space:]]//g'); do
 	dpkg-query --admindir="$rootfs/var/lib/dpkg" -W -f='${db:Status-Status}' "$p" 2>/dev/null |
 		grep -qx installed || missing="$missing $p"
 done
@@ -247,6 +248,30 @@ if [ "$active" = inactive ] && [ "$result" = success ] && [ "$status" = 0 ]; the
 	ok "systemctl stop: inactive, Result=success, exit status 0"
 else
 	bad "systemctl stop: ActiveState=$active Result=$result ExecMainStatus=$status"
+fi
+
+# --- the user unit, in a user manager with the user's own PulseAudio ----------------------------
+in_ct useradd --create-home --user-group tester
+uid=$(in_ct id -u tester)
+in_ct systemctl start "user@$uid.service" || { bad "user@$uid.service did not start"; in_ct journalctl -u "user@$uid.service" --no-pager -n 15 -o cat; }
+as_user() { in_ct runuser -u tester -- env XDG_RUNTIME_DIR="/run/user/$uid" "$@"; }
+if as_user systemctl --user start novnc-audio; then
+	n=0
+	until [ "$(as_user systemctl --user is-active novnc-audio 2>/dev/null)" = active ] || [ $n -ge 100 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+fi
+if [ "$(as_user systemctl --user is-active novnc-audio 2>/dev/null)" = active ]; then
+	ok "user unit: systemctl --user start novnc-audio: active"
+	frames "frames from the user unit (the user's PulseAudio)"
+	as_user systemctl --user stop novnc-audio
+	r=$(as_user systemctl --user show -p Result --value novnc-audio)
+	[ "$r" = success ] && ok "user unit: stopped cleanly" || bad "user unit stop: Result=$r"
+else
+	bad "user unit did not become active"
+	as_user journalctl --user -u novnc-audio --no-pager -n 20 2>/dev/null ||
+		in_ct journalctl --no-pager -n 30
 fi
 
 say "took $(($(date +%s) - start)) s"
