@@ -272,11 +272,22 @@ fn is_tone_frame(mono: &[f32], freq: f64) -> bool {
 
 #[test]
 fn follows_default_sink_change() {
-    let (pulse, daemon) = setup(&[]);
-    let _a = Tone::play(&pulse, Some(SINK), 440.0);
+    let (pulse, daemon) = setup(&["--log-level", "debug"]);
+    // PulseAudio carries a stream along to the new default sink when the
+    // default changes, unless the stream was explicitly moved to its sink
+    // (while that sink was not the default). So each tone starts elsewhere and
+    // is moved: 440 Hz onto `first`, 880 Hz onto `other`; then `first` becomes
+    // the default, and the measured switch is `first` -> `other`.
+    pulse.load_null_sink("first");
     pulse.load_null_sink("other");
-    let _b = Tone::play(&pulse, Some("other"), 880.0);
-    assert_eq!(pulse.default_sink().as_deref(), Some(SINK));
+    let a = Tone::play(&pulse, Some("other"), 440.0);
+    a.move_to(&pulse, "first");
+    let b = Tone::play(&pulse, Some("first"), 880.0);
+    b.move_to(&pulse, "other");
+    pulse.pactl(&["set-default-sink", "first"]);
+    assert_eq!(pulse.default_sink().as_deref(), Some("first"));
+    // Give the daemon time to follow this first change before measuring the next.
+    thread::sleep(Duration::from_millis(500));
 
     let c = WsClient::connect(&daemon.url("/audio"));
     let (rx, stop, reader) = spawn_reader(c);
@@ -290,13 +301,30 @@ fn follows_default_sink_change() {
         to_mono(&dec.decode(&f.payload), 2)
     };
 
-    // 1.5 s on the first sink: must be 440 Hz.
-    let until = Instant::now() + Duration::from_millis(1500);
+    // Precondition: the stream carries `first`'s 440 Hz, steadily for 0.5 s.
+    // (A stream moved onto a null sink can sit behind the sink's ~2 s default
+    // latency until a low-latency reader arrives, so allow up to 5 s.)
+    let start = Instant::now();
     let mut before = Vec::new();
-    while Instant::now() < until {
+    let mut steady = 0;
+    while steady < 25 {
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the stream did not carry first's 440 Hz within 5 s"
+        );
         let f = rx.recv_timeout(Duration::from_secs(3)).expect("frame");
-        before.extend(take(&f));
+        let mono = take(&f);
+        steady = if is_tone_frame(&mono, 440.0) {
+            steady + 1
+        } else {
+            0
+        };
+        before.extend(mono);
     }
+    println!(
+        "440 Hz steady on `first` {:?} after connecting",
+        start.elapsed()
+    );
     assert_tone(&before[before.len() - 24000..], 440.0, "before the switch");
 
     let t0 = Instant::now();
@@ -331,31 +359,90 @@ fn follows_default_sink_change() {
         delay < Duration::from_millis(200),
         "first 880 Hz frame arrived {delay:?} after set-default-sink returned (limit 200 ms)"
     );
+    let timeline: Vec<String> = after
+        .chunks(4800)
+        .map(|c| format!("{:.0}", dominant_frequency(c, 48000)))
+        .collect();
+    println!("after the switch, dominant frequency per 100 ms: {timeline:?}");
     assert_tone(&after[after.len() - 24000..], 880.0, "after the switch");
+    // The harness must not have mixed the tones (see above).
+    assert_eq!(a.sink_name(&pulse), "first", "the 440 Hz tone moved");
+    assert_eq!(b.sink_name(&pulse), "other", "the 880 Hz tone moved");
+}
+
+/// Connect, then read until the first frame that carries the tone; returns
+/// (delay to the first frame, delay to the first frame with the tone).
+fn connect_and_time(url: &str) -> (Duration, Duration) {
+    let mut c = WsClient::connect(url);
+    let mut dec = OpusDecoder::new(2);
+    let first = c.next_frame();
+    let mut f = first.clone();
+    loop {
+        let mono = to_mono(&dec.decode(&f.payload), 2);
+        if rms(&mono) > 0.1 && (dominant_frequency(&mono, 48000) - 440.0).abs() <= 30.0 {
+            break;
+        }
+        assert!(
+            f.received - c.started < Duration::from_secs(5),
+            "no 440 Hz frame within 5 s of connecting"
+        );
+        f = c.next_frame();
+    }
+    (first.received - c.started, f.received - c.started)
 }
 
 #[test]
 fn first_frame_delay() {
     let (pulse, daemon) = setup(&[]);
     let _tone = Tone::play(&pulse, None, 440.0);
-    // Let the pipeline settle with a client attached and detached once.
-    WsClient::connect(&daemon.url("/audio")).next_frame();
+    let url = daemon.url("/audio");
+    // The very first client (the capture starts for it).
+    let (frame, audible) = connect_and_time(&url);
+    println!(
+        "first client ever: first frame after {frame:?}, first 440 Hz frame after {audible:?}"
+    );
     thread::sleep(Duration::from_millis(500));
-    let mut worst = Duration::ZERO;
+    let mut worst = (Duration::ZERO, Duration::ZERO);
     for i in 0..3 {
-        let mut c = WsClient::connect(&daemon.url("/audio"));
-        let f = c.next_frame();
-        let delay = f.received - c.started;
-        println!(
-            "first frame delay #{i}: {delay:?} (handshake {:?})",
-            c.handshake_done - c.started
-        );
-        worst = worst.max(delay);
-        drop(c);
-        thread::sleep(Duration::from_millis(200));
+        let (frame, audible) = connect_and_time(&url);
+        println!("client #{i} (nobody else connected): first frame after {frame:?}, first 440 Hz frame after {audible:?}");
+        worst = (worst.0.max(frame), worst.1.max(audible));
+        thread::sleep(Duration::from_millis(300));
     }
-    println!("first frame delay: worst {worst:?} (target 100 ms)");
-    assert!(worst < Duration::from_secs(1), "first frame took {worst:?}");
+    // With another client already listening.
+    let _other = WsClient::connect(&url);
+    let (frame, audible) = connect_and_time(&url);
+    println!("client next to a listener: first frame after {frame:?}, first 440 Hz frame after {audible:?}");
+    worst = (worst.0.max(frame), worst.1.max(audible));
+    drop(_other);
+    // After the default sink changed while nobody was listening.
+    pulse.load_null_sink("first");
+    let tone2 = Tone::play(&pulse, Some("first"), 440.0);
+    drop(_tone);
+    thread::sleep(Duration::from_millis(300));
+    pulse.pactl(&["set-default-sink", "first"]);
+    thread::sleep(Duration::from_millis(500));
+    let (frame, audible) = connect_and_time(&url);
+    println!(
+        "client after an idle default-sink change: first frame after {frame:?}, \
+         first 440 Hz frame after {audible:?}"
+    );
+    worst = (worst.0.max(frame), worst.1.max(audible));
+    drop(tone2);
+    println!(
+        "first frame delay: worst {:?}; first audible frame: worst {:?} (target 100 ms)",
+        worst.0, worst.1
+    );
+    assert!(
+        worst.0 < Duration::from_secs(1),
+        "first frame took {:?}",
+        worst.0
+    );
+    assert!(
+        worst.1 < Duration::from_secs(1),
+        "first frame with the playing tone took {:?}",
+        worst.1
+    );
 }
 
 #[test]

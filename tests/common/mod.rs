@@ -367,6 +367,57 @@ impl Tone {
     }
 }
 
+impl Tone {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The index of this tone's sink input (polls up to 5 s for it to appear).
+    pub fn sink_input(&self, pulse: &PulseServer) -> u32 {
+        let needle = format!("application.process.id = \"{}\"", self.pid());
+        poll_until(Duration::from_secs(5), || {
+            let list = pulse.pactl(&["list", "sink-inputs"]);
+            list.split("Sink Input #").skip(1).find_map(|block| {
+                block
+                    .contains(&needle)
+                    .then(|| block.split_whitespace().next()?.parse().ok())
+                    .flatten()
+            })
+        })
+        .unwrap_or_else(|| panic!("no sink input for pacat pid {}", self.pid()))
+    }
+
+    /// Move this tone to `sink` with `pactl move-sink-input`. A move to a sink
+    /// that is not the default makes it the stream's preferred sink, so a later
+    /// default-sink change leaves the stream where it is. (A stream that merely
+    /// started on a sink, `pacat --device=`, is carried along to the new default.)
+    pub fn move_to(&self, pulse: &PulseServer, sink: &str) {
+        let idx = self.sink_input(pulse).to_string();
+        pulse.pactl(&["move-sink-input", &idx, sink]);
+    }
+
+    /// Name of the sink this tone is playing into right now.
+    pub fn sink_name(&self, pulse: &PulseServer) -> String {
+        let idx = self.sink_input(pulse).to_string();
+        let sink_idx = pulse
+            .pactl(&["list", "short", "sink-inputs"])
+            .lines()
+            .find_map(|l| {
+                let mut cols = l.split('\t');
+                (cols.next() == Some(idx.as_str())).then(|| cols.next().map(str::to_owned))?
+            })
+            .expect("sink input listed");
+        pulse
+            .pactl(&["list", "short", "sinks"])
+            .lines()
+            .find_map(|l| {
+                let mut cols = l.split('\t');
+                (cols.next() == Some(sink_idx.as_str())).then(|| cols.next().map(str::to_owned))?
+            })
+            .expect("sink listed")
+    }
+}
+
 impl Drop for Tone {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
