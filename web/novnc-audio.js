@@ -219,6 +219,7 @@ export class NovncAudio extends EventTarget {
    *        (asks the server with ?codec=pcm) where WebCodecs cannot decode it
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
+   * @param {string} [opts.token]            the daemon's token (--token-file), added as ?token=
    * @param {number} [opts.volume=1]
    * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
    *        the worklet then resamples)
@@ -229,6 +230,11 @@ export class NovncAudio extends EventTarget {
     const codec = opts.codec || 'auto';
     if (!['opus', 'pcm', 'auto'].includes(codec)) throw new TypeError(`NovncAudio: unknown codec ${codec}`);
     this.url = NovncAudio._wsUrl(String(opts.url));
+    if (opts.token) {  // the daemon's --token-file secret, sent as ?token=
+      const u = new URL(this.url);
+      u.searchParams.set('token', opts.token);
+      this.url = u.toString();
+    }
     this.targetLatencyMs = clamp(Number(opts.targetLatencyMs ?? 60), 5, 5000);
     this.maxLatencyMs = Math.max(Number(opts.maxLatencyMs ?? 200), this.targetLatencyMs + 20);
     this.codec = codec;

@@ -203,6 +203,8 @@ test('fromVncUrl derives the audio URL from a noVNC URL', () => {
   ];
   for (const [vnc, want] of cases) assert.equal(NovncAudio.audioUrlFromVncUrl(vnc), want, vnc);
   assert.equal(NovncAudio.fromVncUrl('ws://h:6080/websockify').url, 'ws://h:6090/audio');
+  assert.equal(NovncAudio.fromVncUrl('wss://h/websockify?token=vnc', { token: 'a b' }).url, 'wss://h/audio?token=a+b');
+  assert.equal(new NovncAudio({ url: 'http://h:1/audio' }).url, 'ws://h:1/audio');
   const a = new NovncAudio({ url: 'ws://x/audio' });
   assert.equal(a.state, 'idle');
   assert.equal(a.volume, 1);
