@@ -356,6 +356,7 @@ impl Inner {
             stream.set_read_callback(None);
             stream.set_state_callback(None);
             stream.set_moved_callback(None);
+            stream.set_overflow_callback(None);
             let _ = stream.disconnect();
         }
         if self.status.recording {
@@ -657,6 +658,15 @@ impl Inner {
             if let Some(inner) = weak.upgrade() {
                 if let Ok(mut inner) = inner.try_borrow_mut() {
                     inner.read_available();
+                }
+            }
+        })));
+        let weak = self.weak.clone();
+        stream.set_overflow_callback(Some(Box::new(move || {
+            // The server dropped audio we did not read in time: the timeline has a gap.
+            if let Some(inner) = weak.upgrade() {
+                if let Ok(mut inner) = inner.try_borrow_mut() {
+                    inner.emit(CaptureEvent::Discontinuity);
                 }
             }
         })));

@@ -13,9 +13,11 @@ use crate::config::Codec;
 use crate::encoder::{EncodeError, Encoder, OpusEncoder, PcmEncoder};
 use crate::wire::{FrameBuilder, WireFrame};
 
-/// If the capture falls this far behind the wall clock (an overrun, a server stall),
-/// the timestamps jump forward to stay tied to when the audio was captured.
-const MAX_LAG_US: u64 = 120_000;
+/// If the capture falls this far behind the wall clock, audio was lost without a word
+/// from the server (PulseAudio reports overruns, which re-anchor at once): the timestamps
+/// jump forward to stay tied to when the audio was captured. Large enough that a main
+/// loop running late on a loaded machine, which loses nothing, never triggers it.
+const MAX_LAG_US: u64 = 1_000_000;
 
 /// Where frames go (the WebSocket clients).
 pub trait FrameSink {
@@ -259,6 +261,18 @@ mod tests {
         assert_eq!(sink.frames[4].0, 1190);
         let ts: Vec<u64> = sink.frames.iter().map(|f| f.0).collect();
         assert!(ts.windows(2).all(|w| w[1] > w[0]), "{ts:?}");
+    }
+
+    #[test]
+    fn a_late_main_loop_does_not_move_the_timeline() {
+        let mut p = Pipeline::new(48000, 1, 480, None);
+        let mut sink = Collect::default();
+        p.push(&[0u8; 960], 10_000, &mut sink); // 10 ms at t=10 ms
+                                                // The loop was busy for half a second; the audio of that time arrives at once.
+        p.push(&vec![0u8; 960 * 50], 510_000, &mut sink);
+        let ts: Vec<u64> = sink.frames.iter().map(|f| f.0).collect();
+        assert_eq!(ts.len(), 51);
+        assert!(ts.windows(2).all(|w| w[1] - w[0] == 10), "{ts:?}");
     }
 
     #[test]
