@@ -109,9 +109,9 @@ if cargo vendor-filterer --help >/dev/null 2>&1; then
 	cargo vendor-filterer \
 		--platform='*-unknown-linux-gnu' --platform='*-unknown-linux-gnueabihf' \
 		--platform='*-unknown-linux-gnueabi' --platform='*-unknown-linux-gnuabi64' \
-		vendor >/dev/null
+		vendor >"$scratch/vendor.log" 2>&1 || { cat "$scratch/vendor.log" >&2; die "cargo vendor-filterer failed"; }
 else
-	cargo vendor --locked vendor >/dev/null
+	cargo vendor --locked vendor >"$scratch/vendor.log" 2>&1 || { cat "$scratch/vendor.log" >&2; die "cargo vendor failed"; }
 fi
 
 # Remove bundled sources that are never built and drop them from the checksums.
