@@ -31,6 +31,11 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     const o = (options && options.processorOptions) || {};
     this.inRate = o.inRate || sampleRate;
     this.targetMs = o.targetMs || 60;
+    // Adaptive part: each underrun raises the working target by 20 ms (keeping 40 ms below the
+    // bound); 10 s without one lowers it by 10 ms again, down to the configured target.
+    this.adaptive = o.adaptive !== false;
+    this.extraMs = 0;
+    this.calmFrames = 0;
     this.maxMs = o.maxMs || 200;
     this.allocate(this.inRate);
     this.playing = false;       // false: (re)buffering until target is reached
@@ -56,6 +61,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.n = 0;                 // frames stored
   }
   msToFrames(ms) { return Math.round(ms * this.inRate / 1000); }
+  workTarget() { return this.targetMs + this.extraMs; }
   onMessage(m) {
     if (m.type === 'push') {
       if (m.rate && m.rate !== this.inRate) {
@@ -70,6 +76,8 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.slackMin = Infinity; this.slackFrames = 0; this.trimPending = false;
     } else if (m.type === 'config') {
       if (m.targetMs) this.targetMs = m.targetMs;
+      if (m.adaptive !== undefined) this.adaptive = m.adaptive;
+      this.extraMs = 0;
       if (m.maxMs) this.maxMs = m.maxMs;
       if (this.msToFrames(this.maxMs) * 2 > this.cap) this.allocate(this.inRate);
     }
@@ -98,19 +106,19 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     // Latency bound: above max, drop the oldest audio to get back to the target.
     const maxF = this.msToFrames(this.maxMs);
     if (this.n > maxF) {
-      const drop = this.n - this.msToFrames(this.targetMs);
+      const drop = this.n - this.msToFrames(this.workTarget());
       this.r = (this.r + drop) % cap; this.n -= drop;
       this.droppedFrames += drop; this.dropEvents++;
     }
     if (this.trimPending) {
       this.trimPending = false;
-      const excess = this.n - this.msToFrames(this.targetMs);
+      const excess = this.n - this.msToFrames(this.workTarget());
       if (this.playing && excess > 0) {
         this.r = (this.r + excess) % cap; this.n -= excess;
         this.droppedFrames += excess; this.dropEvents++;
       }
     }
-    if (!this.playing && this.n >= this.msToFrames(this.targetMs)) {
+    if (!this.playing && this.n >= this.msToFrames(this.workTarget())) {
       this.playing = true; this.everPlayed = true;
     }
     if (this.n > this.maxBuf) this.maxBuf = this.n;
@@ -146,6 +154,10 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       }
       if (written < len) {                  // ran dry: count it, rebuffer to the target
         this.underruns++;
+        if (this.adaptive) {
+          this.extraMs = Math.max(0, Math.min(this.extraMs + 20, this.maxMs - 40 - this.targetMs));
+          this.calmFrames = 0;
+        }
         this.playing = false;
         // Short fade to avoid a click at the cut.
         const f = Math.min(written, 32);
@@ -160,11 +172,15 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.slackFrames += len;
       if (this.slackFrames >= 2 * sampleRate) {
         // Trimmed on the next arrival, back to the fill level playback starts at.
-        if (this.slackMin > this.msToFrames(this.targetMs + 20)) this.trimPending = true;
+        if (this.slackMin > this.msToFrames(this.workTarget() + 20)) this.trimPending = true;
         this.slackMin = Infinity; this.slackFrames = 0;
       }
     } else {
       this.slackMin = Infinity; this.slackFrames = 0;
+    }
+    if (this.playing && this.extraMs > 0 && (this.calmFrames += len) >= 10 * sampleRate) {
+      this.extraMs = Math.max(0, this.extraMs - 10);
+      this.calmFrames = 0;
     }
     if (R !== L) for (let c = 2; c < out.length; c++) out[c].set(L);
     this.renderedFrames += len;
@@ -181,6 +197,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         droppedMs: this.droppedFrames * 1000 / this.inRate,
         renderedMs: this.renderedFrames * 1000 / sampleRate,
         playing: this.playing,
+        targetMs: this.workTarget(),
       });
       this.minBuf = Infinity; this.maxBuf = this.n;
     }
@@ -219,6 +236,8 @@ export class NovncAudio extends EventTarget {
    *        (asks the server with ?codec=pcm) where WebCodecs cannot decode it
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
+   * @param {boolean} [opts.adaptive=true]   raise the working target by 20 ms per underrun (up to
+   *        maxLatencyMs - 40), lower it by 10 ms per calm 10 s; stats.targetMs shows it
    * @param {string} [opts.token]            the daemon's token (--token-file), added as ?token=
    * @param {number} [opts.volume=1]
    * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
@@ -238,6 +257,7 @@ export class NovncAudio extends EventTarget {
     this.targetLatencyMs = clamp(Number(opts.targetLatencyMs ?? 60), 5, 5000);
     this.maxLatencyMs = Math.max(Number(opts.maxLatencyMs ?? 200), this.targetLatencyMs + 20);
     this.codec = codec;
+    this.adaptive = opts.adaptive !== false;
     this.pcmSampleRate = Number(opts.pcmSampleRate || 48000);
     this.pcmChannels = Number(opts.pcmChannels || 2);
     // AudioContext rate: 48000 avoids resampling in the worklet; null = the browser's default.
@@ -265,7 +285,7 @@ export class NovncAudio extends EventTarget {
     this._freqBuf = null;
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
-      bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0,
+      bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
       codec: null, reconnects: 0, lastError: null, gaps: 0, decodeErrors: 0,
       audioContextState: null, sampleRate: null,
     };
@@ -488,7 +508,9 @@ export class NovncAudio extends EventTarget {
         numberOfInputs: 0,
         numberOfOutputs: 1,
         outputChannelCount: [2],
-        processorOptions: { inRate: 48000, targetMs: this.targetLatencyMs, maxMs: this.maxLatencyMs },
+        processorOptions: {
+          inRate: 48000, targetMs: this.targetLatencyMs, maxMs: this.maxLatencyMs, adaptive: this.adaptive,
+        },
       });
       this._node.port.onmessage = (e) => this._onWorkletMessage(e.data);
       this._gain = ctx.createGain();
@@ -510,7 +532,9 @@ export class NovncAudio extends EventTarget {
         }
       });
     } else {
-      this._node.port.postMessage({ type: 'config', targetMs: this.targetLatencyMs, maxMs: this.maxLatencyMs });
+      this._node.port.postMessage({
+        type: 'config', targetMs: this.targetLatencyMs, maxMs: this.maxLatencyMs, adaptive: this.adaptive,
+      });
     }
     if (this._ctx.state !== 'running') {
       // Try right away (works inside a user gesture or with a permissive autoplay policy) but
@@ -755,6 +779,7 @@ export class NovncAudio extends EventTarget {
     st.droppedMs = m.droppedMs;
     st.renderedMs = m.renderedMs;
     st.buffering = !m.playing;
+    st.targetMs = m.targetMs;
   }
 
   _startStatsTimer() {
