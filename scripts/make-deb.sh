@@ -8,8 +8,8 @@
 #    directory, so the repository is never littered;
 # 3. vendors the crates there for Linux only (cargo vendor-filterer, installed
 #    with cargo if missing) and removes bundled C sources we do not build
-#    (audiopus_sys's copy of libopus: we link the system libopus), fixing the
-#    vendored checksums;
+#    (audiopus_sys's copy of libopus: we link the system libopus) and prebuilt
+#    objects for other platforms (ring), fixing the vendored checksums;
 # 4. runs dpkg-buildpackage -us -uc -b there (offline build, see debian/rules);
 # 5. copies the .deb, the -dbgsym .deb and the .changes to target/debian/ and
 #    runs lintian on them.
@@ -114,28 +114,42 @@ else
 	cargo vendor --locked vendor >"$scratch/vendor.log" 2>&1 || { cat "$scratch/vendor.log" >&2; die "cargo vendor failed"; }
 fi
 
-# Remove bundled sources that are never built and drop them from the checksums.
-strip_vendored() { # crate path-prefix...
+# Remove bundled sources and prebuilt objects that are never used on Linux,
+# and drop them from the vendored checksums.
+strip_vendored() { # crate glob... (globs relative to the crate, as find -path)
 	crate=$1
 	shift
 	[ -d "vendor/$crate" ] || return 0
-	for prefix; do rm -rf "vendor/$crate/$prefix"; done
+	list="$scratch/strip-$crate"
+	: >"$list"
+	for glob; do
+		(cd "vendor/$crate" && find . -path "./$glob" -prune -print | sed 's|^\./||') >>"$list"
+	done
+	[ -s "$list" ] || { say "warning: nothing to strip in $crate ($*)"; return 0; }
+	(cd "vendor/$crate" && tr '\n' '\0' <"$list" | xargs -0 rm -rf)
 	perl -MJSON::PP -e '
-		my ($file, @prefixes) = @ARGV;
+		my ($file, $listfile) = @ARGV;
+		open my $l, "<", $listfile or die "$listfile: $!";
+		chomp(my @gone = <$l>);
 		open my $in, "<", $file or die "$file: $!";
 		my $sums = decode_json(do { local $/; <$in> });
 		close $in;
 		for my $name (keys %{$sums->{files}}) {
 			delete $sums->{files}{$name}
-				if grep { index($name, $_) == 0 } @prefixes;
+				if grep { $name eq $_ || index($name, "$_/") == 0 } @gone;
 		}
 		open my $out, ">", $file or die "$file: $!";
 		print $out JSON::PP->new->canonical->encode($sums);
 		close $out;
-	' "vendor/$crate/.cargo-checksum.json" "$@"
+	' "vendor/$crate/.cargo-checksum.json" "$list"
+	say "stripped from $crate: $(wc -l <"$list") paths ($*)"
 }
-strip_vendored audiopus_sys opus/              # libopus 1.3 sources (libopus-dev is used)
-strip_vendored system-deps src/tests/          # prebuilt test archives (*.a)
+strip_vendored audiopus_sys 'opus'            # libopus sources: the system libopus is linked
+strip_vendored system-deps 'src/tests'        # prebuilt test archives (*.a)
+# ring: assembly and objects for Windows and Apple (Linux uses *-elf.S, *-linux*.S)
+strip_vendored ring 'pregenerated/*-nasm.o' 'pregenerated/*-nasm.asm' \
+	'pregenerated/*-win32n.o' 'pregenerated/*-win32n.asm' 'pregenerated/*-win64.S' \
+	'pregenerated/*-macosx.S' 'pregenerated/*-ios64.S'
 say "vendored $(ls vendor | wc -l) crates, $(du -sh vendor | cut -f1)"
 
 # --- 4. build ----------------------------------------------------------------------------

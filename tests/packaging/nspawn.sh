@@ -14,7 +14,6 @@
 # commands run in it with nsenter.  Everything started is stopped by pid.
 set -eu
 cd "$(dirname "$0")/../.."
-top=$(pwd)
 fail=0
 bad() { printf 'FAIL: %s\n' "$*" >&2; fail=1; }
 ok() { printf 'ok: %s\n' "$*"; }
