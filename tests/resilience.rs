@@ -706,7 +706,7 @@ fn churn(url: &str, total: usize, threads: usize) -> Vec<String> {
                 if i >= total {
                     break;
                 }
-                if let Err(e) = churn_once(url, i % 2 == 0) {
+                if let Err(e) = churn_once(url, i.is_multiple_of(2)) {
                     failures.lock().unwrap().push(format!("cycle {i}: {e}"));
                 }
             });
