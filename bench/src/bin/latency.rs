@@ -1,7 +1,7 @@
 //! Click latency probe.
 //!
 //! One thread plays a low-latency PulseAudio stream into the sink (`--sink`, 5 ms target
-//! length, 1 ms writes of silence) and every 250–300 ms writes a 1 ms full-scale click,
+//! length, 1 ms writes of silence) and every 150–200 ms writes a 1 ms full-scale click,
 //! timestamping the moment the write returned. A detector listens for it:
 //! - `--mode ws`: a WebSocket client of novnc-audio that decodes each Opus frame (or takes
 //!   PCM frames as they are) and stamps the arrival of the frame holding the click;
@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 const RATE: u32 = 48000;
 const CH: usize = 2;
 const THRESHOLD: i16 = 16384;
-const REFRACTORY: Duration = Duration::from_millis(150);
+const REFRACTORY: Duration = Duration::from_millis(100);
 const WARMUP: Duration = Duration::from_millis(1500);
 
 fn spec() -> Spec {
@@ -40,7 +40,7 @@ fn bytes_for_us(us: u32) -> u32 {
     (RATE as u64 * us as u64 / 1_000_000) as u32 * (CH as u32) * 2
 }
 
-/// Plays silence with 1 ms writes and a click every 250–300 ms; returns the write times.
+/// Plays silence with 1 ms writes and a click every 150–200 ms; returns the write times.
 fn probe(sink: String, stop: Arc<AtomicBool>, clicks: Arc<Mutex<Vec<Instant>>>) {
     let attr = BufferAttr {
         maxlength: u32::MAX,
@@ -80,7 +80,7 @@ fn probe(sink: String, stop: Arc<AtomicBool>, clicks: Arc<Mutex<Vec<Instant>>>) 
             rng ^= rng << 13;
             rng ^= rng >> 17;
             rng ^= rng << 5;
-            next = now + Duration::from_micros(250_000 + (rng % 50_000) as u64);
+            next = now + Duration::from_micros(150_000 + (rng % 50_000) as u64);
         } else if s.write(&silence).is_err() {
             break;
         }
@@ -247,15 +247,15 @@ fn main() {
         d
     };
 
-    // Match each detection to the latest click written before it (clicks are >= 250 ms
-    // apart, so anything later than 240 ms is not that click's).
+    // Match each detection to the latest click written before it (clicks are >= 150 ms
+    // apart, so anything later than 140 ms is not that click's).
     let clicks = clicks.lock().unwrap().clone();
     let mut lat = Vec::new();
     let mut spurious = 0;
     let mut matched = vec![false; clicks.len()];
     for h in &detector.hits {
         match clicks.iter().rposition(|c| c <= h) {
-            Some(i) if h.duration_since(clicks[i]) < Duration::from_millis(240) && !matched[i] => {
+            Some(i) if h.duration_since(clicks[i]) < Duration::from_millis(140) && !matched[i] => {
                 matched[i] = true;
                 lat.push(h.duration_since(clicks[i]).as_secs_f64() * 1000.0);
             }

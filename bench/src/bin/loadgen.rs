@@ -45,6 +45,7 @@ struct Conn {
     backwards: u64,
     bad: u64,
     codecs: [u64; 2],
+    gap_log: Vec<(f64, u64)>,
     error: Option<String>,
 }
 
@@ -68,6 +69,7 @@ impl Conn {
             backwards: 0,
             bad: 0,
             codecs: [0; 2],
+            gap_log: Vec::new(),
             error: None,
         }
     }
@@ -80,6 +82,7 @@ struct Gen {
     addr: libc::sockaddr_in,
     frame_ms: f64,
     in_window: bool,
+    window_start: Option<Instant>,
     scratch: Vec<u8>,
     readbuf: Vec<u8>,
 }
@@ -209,6 +212,7 @@ impl Gen {
     }
 
     fn process(&mut self, i: usize, now: Instant) {
+        let since = self.window_start.map(|w| now.duration_since(w).as_secs_f64());
         if self.conns[i].state == State::Handshake {
             match ws::parse_response(&self.conns[i].rbuf) {
                 Handshake::Partial => return,
@@ -262,6 +266,9 @@ impl Gen {
                                     if m > 0 {
                                         c.gaps += 1;
                                         c.missing += m;
+                                        if c.gap_log.len() < 20 {
+                                            c.gap_log.push((since.unwrap_or(0.0), m));
+                                        }
                                     }
                                 }
                             }
@@ -348,6 +355,7 @@ fn main() {
         addr,
         frame_ms,
         in_window: false,
+        window_start: None,
         scratch: Vec::new(),
         readbuf: vec![0u8; 64 * 1024],
     };
@@ -402,6 +410,7 @@ fn main() {
     let cpu0 = self_cpu();
     let w0 = Instant::now();
     g.in_window = true;
+    g.window_start = Some(w0);
     while w0.elapsed() < duration {
         let left = duration.saturating_sub(w0.elapsed());
         g.poll(left.min(Duration::from_millis(100)));
@@ -422,13 +431,21 @@ fn main() {
     errors.dedup();
     errors.truncate(5);
     let errs: Vec<String> = errors.iter().map(|e| jstr(e)).collect();
+    // Where in the window the first client with gaps saw them: all clients at once points
+    // at the sender, a few clients at the receiving side.
+    let gap_log: Vec<String> = g
+        .conns
+        .iter()
+        .find(|c| !c.gap_log.is_empty())
+        .map(|c| c.gap_log.iter().map(|(t, m)| format!("[{},{m}]", jnum(*t))).collect())
+        .unwrap_or_default();
     println!(
         "RESULT {{\"clients\":{clients},\"opened\":{},\"open_at_end\":{},\"failed\":{},\
          \"closed_in_window\":{},\"window_s\":{},\"connect_s\":{},\"fps\":{},\
          \"frames\":{},\"bytes\":{},\"missing_frames\":{},\"gaps\":{},\"backwards\":{},\
          \"bad_messages\":{},\"opus_frames\":{},\"pcm_frames\":{},\"clients_without_frames\":{},\
          \"connect_ms\":{},\"first_frame_ms\":{},\"first_frame_after_101_ms\":{},\
-         \"loadgen_cpu_pct\":{},\"errors\":[{}]}}",
+         \"loadgen_cpu_pct\":{},\"gap_log_s_frames\":[{}],\"errors\":[{}]}}",
         opened.len(),
         g.conns.iter().filter(|c| c.state == State::Open).count(),
         g.conns.iter().filter(|c| c.state == State::Failed).count(),
@@ -449,6 +466,7 @@ fn main() {
         stats(&first_ms),
         stats(&first_after_open_ms),
         jnum(100.0 * cpu / wall),
+        gap_log.join(","),
         errs.join(",")
     );
 }
