@@ -910,3 +910,130 @@ fn refuses_root_without_allow_root() {
         "something listens on the port of the refused daemon"
     );
 }
+
+/// CPU time (user + system) a process has used so far.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+fn fd_count(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// Idle connections until the daemon runs out of file descriptors (RLIMIT_NOFILE 64):
+/// it must not spin on the listener, must keep streaming, and must accept again once
+/// the handshake timeout has closed the idle connections.
+#[test]
+fn fd_exhaustion_does_not_spin() {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    if !std::env::split_paths(&path).any(|d| d.join("prlimit").is_file()) {
+        println!("skipped: prlimit (util-linux) not installed");
+        return;
+    }
+    let _serial = serial();
+    let pulse = PulseServer::start();
+    let port = free_port();
+    let log_path = pulse.dir().join("daemon.log");
+    let mut child = pulse
+        .command("prlimit")
+        .args([
+            "--nofile=64:64",
+            "--",
+            BIN,
+            "-H",
+            "127.0.0.1",
+            "--allow-root",
+        ])
+        .args(["-p", &port.to_string(), "--handshake-timeout", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path).unwrap()))
+        .spawn()
+        .expect("spawn prlimit novnc-audio");
+    let pid = child.id(); // prlimit execs the daemon: same pid
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+    let up = poll_until(Duration::from_secs(10), || {
+        if let Ok(Some(st)) = child.try_wait() {
+            panic!("daemon exited ({st}): {}", log());
+        }
+        TcpStream::connect(addr).ok()
+    });
+    assert!(up.is_some(), "daemon did not listen: {}", log());
+    drop(up);
+    let _guard = Kill(child);
+    assert!(pulse.wait_default_sink(SINK, Duration::from_secs(5)));
+    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let url = format!("ws://127.0.0.1:{port}/audio");
+    let healthy = Healthy::start(&url, &[]);
+    let mark = healthy.len();
+
+    // Idle connections: more than the daemon has descriptors for.
+    let idle: Vec<TcpStream> = (0..90)
+        .filter_map(|_| TcpStream::connect(addr).ok())
+        .collect();
+    let full = poll_until(Duration::from_secs(3), || {
+        (fd_count(pid) >= 64).then_some(())
+    });
+    let fds = fd_count(pid);
+    let cpu0 = cpu_time(pid);
+    let t0 = Instant::now();
+    thread::sleep(Duration::from_millis(1500));
+    let cpu = cpu_time(pid) - cpu0;
+    let wall = t0.elapsed();
+    let accept_errors = log().matches("accept failed").count();
+    let h = healthy.check(mark, "while the daemon is out of descriptors");
+    println!(
+        "fd exhaustion: {} idle connections, daemon fds {fds} (limit 64, reached: {}); \
+         daemon CPU {cpu:?} over {wall:.1?}; {accept_errors} \"accept failed\" log lines; healthy: {h}",
+        idle.len(),
+        full.is_some()
+    );
+    assert!(
+        full.is_some(),
+        "the daemon never reached its descriptor limit ({fds})"
+    );
+    // The idle connections time out (3 s); then new clients are accepted again.
+    let t_recover = Instant::now();
+    let again = poll_until(Duration::from_secs(15), || {
+        WsClient::try_connect(&url, &[]).ok()
+    });
+    println!(
+        "a new client was accepted {:?} later",
+        again.as_ref().map(|_| t_recover.elapsed())
+    );
+    assert!(
+        again.is_some(),
+        "no new client accepted 15 s after the descriptors ran out: {}",
+        log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
+    );
+    assert!(
+        accept_errors < 50,
+        "{accept_errors} \"accept failed\" log lines in 1.5 s: the daemon spins on the listener"
+    );
+    assert!(
+        cpu < wall / 2,
+        "the daemon used {cpu:?} of CPU in {wall:?} while out of descriptors (spinning on accept?)"
+    );
+    drop(idle);
+}
