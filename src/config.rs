@@ -87,7 +87,7 @@ pub static OPTIONS: &[OptionSpec] = &[
         "l",
         "latency",
         Some("USEC"),
-        "capture fragment size in microseconds (default 20000)",
+        "capture fragment size in microseconds (default: the frame duration, 20000)",
     ),
     opt(
         "",
@@ -253,7 +253,11 @@ pub struct CaptureConfig {
     pub monitor: bool,
     pub sample_rate: u32,
     pub channels: u8,
+    /// Capture fragment size. Defaults to the frame duration: a larger fragment would
+    /// make frames wait for it, a smaller one costs wakeups for nothing.
     pub latency_us: u32,
+    /// Was `latency` given (command line or file)? If not it follows `--frame-ms`.
+    pub latency_explicit: bool,
     pub sink_name: String,
 }
 
@@ -310,6 +314,7 @@ impl Default for Config {
                 sample_rate: 48000,
                 channels: 2,
                 latency_us: 20000,
+                latency_explicit: false,
                 sink_name: "novnc_audio".into(),
             },
             encoder: EncoderConfig {
@@ -420,7 +425,10 @@ impl Config {
             "sample-rate" => self.capture.sample_rate = parse_int(name, v, 8000u32, 192000)?,
             "channels" => self.capture.channels = parse_int(name, v, 1u8, 2)?,
             "bitrate" => self.encoder.bitrate = parse_int(name, v, 6000u32, 510000)?,
-            "latency" => self.capture.latency_us = parse_int(name, v, 1000u32, 2_000_000)?,
+            "latency" => {
+                self.capture.latency_us = parse_int(name, v, 1000u32, 2_000_000)?;
+                self.capture.latency_explicit = true;
+            }
             "no-monitor" => self.capture.monitor = !parse_bool(name, v)?,
             "codec" => {
                 self.encoder.codec = match v.trim() {
@@ -731,6 +739,9 @@ fn build_config(
             .exists()
             .then(|| PathBuf::from(DEFAULT_CONFIG_FILE))
     });
+    if !config.capture.latency_explicit {
+        config.capture.latency_us = config.encoder.frame_us;
+    }
     config.validate()?;
     Ok(config)
 }
@@ -810,6 +821,9 @@ mod tests {
         assert_eq!(c.capture.channels, 1);
         assert_eq!(c.encoder.bitrate, 32000);
         assert_eq!(c.capture.latency_us, 10000);
+        // Without --latency the fragment follows the frame.
+        assert_eq!(config(&["--frame-ms", "10"]).capture.latency_us, 10000);
+        assert_eq!(config(&["--frame-ms", "60"]).capture.latency_us, 60000);
         assert!(!c.capture.monitor);
         assert_eq!(c.encoder.codec, Codec::Pcm);
         assert_eq!(c.encoder.frame_us, 2500);
@@ -940,22 +954,26 @@ mod tests {
             let needle = format!("\\-\\-{}", o.long.replace('-', "\\-"));
             assert!(man.contains(&needle), "man page lacks {needle}");
         }
-        // And nothing the program does not have: every long option the page defines
-        // (an .TP / .BR line starting with \-\-name) is in the table.
-        for line in man
-            .lines()
-            .filter(|l| l.starts_with(".B") || l.starts_with(".TP"))
-        {
-            for word in line.split(|c: char| c.is_whitespace() || c == '"' || c == ',') {
-                if let Some(name) = word.strip_prefix("\\-\\-") {
-                    let name = name.replace("\\-", "-");
-                    let name = name.trim_end_matches(|c: char| !c.is_ascii_alphanumeric());
-                    assert!(
-                        OPTIONS.iter().any(|o| o.long == name),
-                        "man page documents --{name}, which the program does not have"
-                    );
-                }
+        // And nothing the program does not have: every option heading (the line after
+        // a .TP that starts with \-\-name or -x, \-\-name) is in the table.
+        let lines: Vec<&str> = man.lines().collect();
+        for pair in lines.windows(2).filter(|w| w[0] == ".TP") {
+            let heading = pair[1];
+            if !heading.starts_with(".B") {
+                continue;
             }
+            let Some(pos) = heading.find("\\-\\-") else {
+                continue;
+            };
+            let name: String = heading[pos + 4..]
+                .replace("\\-", "-")
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '-')
+                .collect();
+            assert!(
+                OPTIONS.iter().any(|o| o.long == name),
+                "man page documents --{name}, which the program does not have"
+            );
         }
     }
 }
