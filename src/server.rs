@@ -98,17 +98,8 @@ impl Server {
                 let Some(s) = weak2.upgrade() else {
                     return String::new();
                 };
-                let stats = Stats {
-                    uptime: s.started.elapsed(),
-                    capture: s
-                        .capture
-                        .borrow()
-                        .as_ref()
-                        .map(|c| c.status())
-                        .unwrap_or_else(idle_status),
-                    transport: transport.clone(),
-                    pipeline: s.pipeline.borrow().stats,
-                };
+                // The hub is borrowed while it renders: take its counters as given.
+                let stats = snapshot(&s, transport.clone());
                 let config = s.config.borrow();
                 if prometheus {
                     render_prometheus(&stats, &config)
@@ -179,22 +170,13 @@ impl Server {
 
     pub fn stats(&self) -> Stats {
         let s = &self.shared;
-        Stats {
-            uptime: s.started.elapsed(),
-            capture: s
-                .capture
-                .borrow()
-                .as_ref()
-                .map(|c| c.status())
-                .unwrap_or_else(idle_status),
-            transport: s
-                .transport
-                .borrow()
-                .as_ref()
-                .map(|t| t.stats())
-                .unwrap_or_default(),
-            pipeline: s.pipeline.borrow().stats,
-        }
+        let transport = s
+            .transport
+            .borrow()
+            .as_ref()
+            .map(|t| t.stats())
+            .unwrap_or_default();
+        snapshot(s, transport)
     }
 
     /// Runs the main loop until [`Server::stop`] or SIGINT/SIGTERM.
@@ -257,6 +239,20 @@ impl Server {
             }
             ControlFlow::Continue
         });
+    }
+}
+
+fn snapshot(s: &Shared, transport: TransportStats) -> Stats {
+    Stats {
+        uptime: s.started.elapsed(),
+        capture: s
+            .capture
+            .borrow()
+            .as_ref()
+            .map(|c| c.status())
+            .unwrap_or_else(idle_status),
+        transport,
+        pipeline: s.pipeline.borrow().stats,
     }
 }
 
