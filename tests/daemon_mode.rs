@@ -185,7 +185,11 @@ fn sighup_reloads_the_config_file() {
     let conf_s = conf.display().to_string();
     let daemon = Daemon::start(&pulse, &["--config", &conf_s]);
     let _client = WsClient::connect(&daemon.url("/audio"));
-    std::fs::write(&conf, "bitrate = 32000\nmax-clients = 1\npath = /elsewhere\n").unwrap();
+    std::fs::write(
+        &conf,
+        "bitrate = 32000\nmax-clients = 1\npath = /elsewhere\n",
+    )
+    .unwrap();
     daemon.signal("HUP");
     let text = poll_until(Duration::from_secs(5), || {
         let t = daemon.stderr_text();
