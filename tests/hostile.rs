@@ -602,6 +602,11 @@ fn case_message_flood(d: &Daemon, healthy: &Healthy) -> String {
     println!(
         "message flood: healthy client got {during} frames during the 3 s flood, next frame {resumed:?} after it"
     );
+    assert!(
+        during >= 140,
+        "the healthy client got {during} frames during a 3 s flood of small messages from \
+         another client (expected about 150); its next frame came {resumed:?} after the flood"
+    );
     let h = healthy.check(mark, "during a 3 s flood of small messages");
     format!(
         "{} messages ({:.1} MB) in {:.1?}; healthy: {h}",
