@@ -883,6 +883,9 @@ def markdown(report):
         met = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
         L.append(f"| {t['target']} | {t['measured']} | {met} |")
     L.append("")
+    notes = ROOT / "bench" / "analysis.md"
+    if notes.exists() and not report["smoke"]:
+        L.append(notes.read_text().strip() + "\n")
     if report["errors"]:
         L.append("## Measurements that failed\n")
         for k, v in report["errors"].items():
@@ -921,7 +924,13 @@ def markdown(report):
     return "\n".join(L)
 
 
+def on_term(signum, frame):
+    # SIGTERM (run.sh's trap) becomes an exception, so Bench.run's finally ends every child.
+    raise SystemExit(128 + signum)
+
+
 def main():
+    signal.signal(signal.SIGTERM, on_term)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="3 s windows, assert numbers only")
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
