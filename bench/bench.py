@@ -990,7 +990,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="3 s windows, assert numbers only")
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
+    ap.add_argument("--render", action="store_true",
+                    help="only re-write docs/PERFORMANCE.md from target/bench/report.json")
     args = ap.parse_args()
+    if args.render:
+        report = json.loads((OUT / "report.json").read_text())
+        report["analysis"] = analyse(report["results"], report["smoke"])
+        md = markdown(report)
+        if not report["smoke"]:
+            (ROOT / "docs" / "PERFORMANCE.md").write_text(md + "\n")
+        print(md)
+        return 0
     b = Bench(args)
     total = b.run()
     report = {
