@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench / make bench-smoke: install what the benchmark needs (idempotent), build the
 # daemon, the bench crate and the floor program, then run bench/bench.py.
-# Output: target/bench/report.json, docs/PERFORMANCE.md (full run only), logs in
+# Output: target/bench/report.json and docs/PERFORMANCE.md (smoke: report-smoke.json and
+# PERFORMANCE.smoke.md there instead), logs in
 # target/bench/logs. Usage: bench/run.sh [--smoke] [--seconds N]
 set -euo pipefail
 cd "$(dirname "$0")/.."

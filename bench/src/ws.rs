@@ -83,12 +83,24 @@ pub fn parse_frame<'a>(buf: &'a [u8], scratch: &'a mut Vec<u8>) -> Option<(Frame
     }
     let payload: &'a [u8] = if masked {
         scratch.clear();
-        scratch.extend(buf[pos..end].iter().enumerate().map(|(i, b)| b ^ key[i % 4]));
+        scratch.extend(
+            buf[pos..end]
+                .iter()
+                .enumerate()
+                .map(|(i, b)| b ^ key[i % 4]),
+        );
         scratch
     } else {
         &buf[pos..end]
     };
-    Some((Frame { fin, opcode, payload }, end))
+    Some((
+        Frame {
+            fin,
+            opcode,
+            payload,
+        },
+        end,
+    ))
 }
 
 /// A masked client frame (pong or close) with an all-zero key, so the payload is unchanged.
@@ -127,9 +139,12 @@ mod tests {
         let mut scratch = Vec::new();
         let short = [0x82, 3, 1, 2, 3, 9];
         let (f, n) = parse_frame(&short, &mut scratch).unwrap();
-        assert_eq!((f.fin, f.opcode, f.payload, n), (true, 2, &[1u8, 2, 3][..], 5));
+        assert_eq!(
+            (f.fin, f.opcode, f.payload, n),
+            (true, 2, &[1u8, 2, 3][..], 5)
+        );
         let mut ext = vec![0x82, 126, 0x01, 0x00];
-        ext.extend(std::iter::repeat(7u8).take(256));
+        ext.extend(std::iter::repeat_n(7u8, 256));
         let (f, n) = parse_frame(&ext, &mut scratch).unwrap();
         assert_eq!((f.payload.len(), n), (256, 260));
         assert!(parse_frame(&ext[..100], &mut scratch).is_none());
@@ -149,7 +164,13 @@ mod tests {
             parse_response(b"HTTP/1.1 101 Switching Protocols\r\nA: b\r\n\r\n\x82"),
             Handshake::Upgraded(42)
         ));
-        assert!(matches!(parse_response(b"HTTP/1.1 503 Busy\r\n\r\n"), Handshake::Refused(_)));
-        assert!(matches!(parse_response(b"HTTP/1.1 101"), Handshake::Partial));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 503 Busy\r\n\r\n"),
+            Handshake::Refused(_)
+        ));
+        assert!(matches!(
+            parse_response(b"HTTP/1.1 101"),
+            Handshake::Partial
+        ));
     }
 }

@@ -69,7 +69,13 @@ fn main() {
         frame[hdr..hdr + 8].copy_from_slice(&ts.to_be_bytes());
         frame[hdr + 8] = 1;
         for s in &socks {
-            unsafe { libc::write(s.as_raw_fd(), frame.as_ptr() as *const libc::c_void, frame.len()) };
+            unsafe {
+                libc::write(
+                    s.as_raw_fd(),
+                    frame.as_ptr() as *const libc::c_void,
+                    frame.len(),
+                )
+            };
         }
     }
 }

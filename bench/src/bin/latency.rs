@@ -33,7 +33,11 @@ const REFRACTORY: Duration = Duration::from_millis(100);
 const WARMUP: Duration = Duration::from_millis(1500);
 
 fn spec() -> Spec {
-    Spec { format: Format::S16le, channels: CH as u8, rate: RATE }
+    Spec {
+        format: Format::S16le,
+        channels: CH as u8,
+        rate: RATE,
+    }
 }
 
 fn bytes_for_us(us: u32) -> u32 {
@@ -65,7 +69,9 @@ fn probe(sink: String, stop: Arc<AtomicBool>, clicks: Arc<Mutex<Vec<Instant>>>) 
     });
     let chunk = (RATE / 1000) as usize * CH;
     let silence = vec![0u8; chunk * 2];
-    let click: Vec<u8> = std::iter::repeat((29490i16).to_le_bytes()).take(chunk).flatten().collect();
+    let click: Vec<u8> = std::iter::repeat_n(29490i16.to_le_bytes(), chunk)
+        .flatten()
+        .collect();
     let start = Instant::now();
     // xorshift jitter so the click falls anywhere inside a frame.
     let mut rng: u32 = 0x9e37_79b9;
@@ -127,7 +133,10 @@ fn bare(source: &str, fragsize_us: u32, until: Instant) -> Detector {
         std::process::exit(1)
     });
     let mut buf = vec![0u8; bytes_for_us(fragsize_us) as usize];
-    let mut d = Detector { last: None, hits: Vec::new() };
+    let mut d = Detector {
+        last: None,
+        hits: Vec::new(),
+    };
     let mut pcm = vec![0i16; buf.len() / 2];
     while Instant::now() < until {
         if s.read(&mut buf).is_err() {
@@ -149,14 +158,18 @@ fn ws_client(host: &str, port: u16, path: &str, until: Instant) -> (Detector, u6
         std::process::exit(1)
     });
     sock.set_nodelay(true).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(200))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
     sock.write_all(&ws::request(host, port, path)).unwrap();
     let mut buf: Vec<u8> = Vec::new();
     let mut tmp = vec![0u8; 65536];
     let mut upgraded = false;
     let mut dec = opus::Decoder::new(RATE, opus::Channels::Stereo).unwrap();
     let mut pcm = vec![0i16; 5760 * CH];
-    let mut d = Detector { last: None, hits: Vec::new() };
+    let mut d = Detector {
+        last: None,
+        hits: Vec::new(),
+    };
     let mut scratch = Vec::new();
     let mut frames = 0u64;
     while Instant::now() < until {
@@ -166,7 +179,12 @@ fn ws_client(host: &str, port: u16, path: &str, until: Instant) -> (Detector, u6
                 std::process::exit(1)
             }
             Ok(n) => n,
-            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
                 continue
             }
             Err(e) => {
@@ -195,7 +213,9 @@ fn ws_client(host: &str, port: u16, path: &str, until: Instant) -> (Detector, u6
             if f.opcode != 2 {
                 continue;
             }
-            let Some((_ts, codec, audio)) = ws::audio_header(f.payload) else { continue };
+            let Some((_ts, codec, audio)) = ws::audio_header(f.payload) else {
+                continue;
+            };
             frames += 1;
             match codec {
                 1 => {
@@ -203,8 +223,10 @@ fn ws_client(host: &str, port: u16, path: &str, until: Instant) -> (Detector, u6
                     d.feed(&pcm[..n * CH], at);
                 }
                 _ => {
-                    let s: Vec<i16> =
-                        audio.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]])).collect();
+                    let s: Vec<i16> = audio
+                        .chunks_exact(2)
+                        .map(|b| i16::from_le_bytes([b[0], b[1]]))
+                        .collect();
                     d.feed(&s, at);
                 }
             }

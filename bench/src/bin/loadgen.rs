@@ -93,7 +93,10 @@ fn errno() -> i32 {
 
 impl Gen {
     fn epoll(&self, op: i32, i: usize, events: u32) {
-        let mut ev = libc::epoll_event { events, u64: i as u64 };
+        let mut ev = libc::epoll_event {
+            events,
+            u64: i as u64,
+        };
         unsafe { libc::epoll_ctl(self.epfd, op, self.conns[i].fd, &mut ev) };
     }
 
@@ -103,13 +106,21 @@ impl Gen {
             unsafe { libc::close(c.fd) };
             c.fd = -1;
         }
-        c.state = if c.state == State::Open { State::Closed } else { State::Failed };
+        c.state = if c.state == State::Open {
+            State::Closed
+        } else {
+            State::Failed
+        };
         c.error.get_or_insert(why);
     }
 
     fn start(&mut self, i: usize) {
         let fd = unsafe {
-            libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0)
+            libc::socket(
+                libc::AF_INET,
+                libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+                0,
+            )
         };
         if fd < 0 {
             self.conns[i].state = State::Failed;
@@ -143,7 +154,11 @@ impl Gen {
             self.fail(i, format!("connect: errno {e}"));
             return;
         }
-        self.epoll(libc::EPOLL_CTL_ADD, i, (libc::EPOLLOUT | libc::EPOLLIN) as u32);
+        self.epoll(
+            libc::EPOLL_CTL_ADD,
+            i,
+            (libc::EPOLLOUT | libc::EPOLLIN) as u32,
+        );
     }
 
     fn writable(&mut self, i: usize) {
@@ -168,7 +183,8 @@ impl Gen {
         }
         let c = &mut self.conns[i];
         while !c.out.is_empty() {
-            let n = unsafe { libc::write(c.fd, c.out.as_ptr() as *const libc::c_void, c.out.len()) };
+            let n =
+                unsafe { libc::write(c.fd, c.out.as_ptr() as *const libc::c_void, c.out.len()) };
             if n < 0 {
                 if errno() == libc::EAGAIN {
                     return;
@@ -189,7 +205,11 @@ impl Gen {
                 return;
             }
             let n = unsafe {
-                libc::read(fd, self.readbuf.as_mut_ptr() as *mut libc::c_void, self.readbuf.len())
+                libc::read(
+                    fd,
+                    self.readbuf.as_mut_ptr() as *mut libc::c_void,
+                    self.readbuf.len(),
+                )
             };
             if n == 0 {
                 self.fail(i, "server closed the connection".into());
@@ -212,7 +232,9 @@ impl Gen {
     }
 
     fn process(&mut self, i: usize, now: Instant) {
-        let since = self.window_start.map(|w| now.duration_since(w).as_secs_f64());
+        let since = self
+            .window_start
+            .map(|w| now.duration_since(w).as_secs_f64());
         if self.conns[i].state == State::Handshake {
             match ws::parse_response(&self.conns[i].rbuf) {
                 Handshake::Partial => return,
@@ -235,7 +257,7 @@ impl Gen {
         while let Some((f, used)) = ws::parse_frame(&rbuf[pos..], &mut self.scratch) {
             pos += used;
             match f.opcode {
-                0 | 1 | 2 => {
+                0..=2 => {
                     if !f.fin || !c.msg.is_empty() {
                         c.msg.extend_from_slice(f.payload);
                         if !f.fin {
@@ -295,7 +317,12 @@ impl Gen {
     fn poll(&mut self, timeout: Duration) {
         let mut evs = [libc::epoll_event { events: 0, u64: 0 }; 256];
         let n = unsafe {
-            libc::epoll_wait(self.epfd, evs.as_mut_ptr(), evs.len() as i32, timeout.as_millis() as i32)
+            libc::epoll_wait(
+                self.epfd,
+                evs.as_mut_ptr(),
+                evs.len() as i32,
+                timeout.as_millis() as i32,
+            )
         };
         let now = Instant::now();
         for ev in evs.iter().take(n.max(0) as usize) {
@@ -345,7 +372,9 @@ fn main() {
     let addr = libc::sockaddr_in {
         sin_family: libc::AF_INET as u16,
         sin_port: port.to_be(),
-        sin_addr: libc::in_addr { s_addr: u32::from(ip).to_be() },
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(ip).to_be(),
+        },
         sin_zero: [0; 8],
     };
     let mut g = Gen {
@@ -385,7 +414,10 @@ fn main() {
         }
         if t0.elapsed() > connect_timeout {
             for i in 0..clients {
-                if matches!(g.conns[i].state, State::Idle | State::Connecting | State::Handshake) {
+                if matches!(
+                    g.conns[i].state,
+                    State::Idle | State::Connecting | State::Handshake
+                ) {
                     g.fail(i, "connect timeout".into());
                 }
             }
@@ -397,7 +429,11 @@ fn main() {
     // Warm-up: frames flow but are not counted (the daemon settles after the connect storm).
     let w = Instant::now();
     while w.elapsed() < warmup {
-        g.poll(warmup.saturating_sub(w.elapsed()).min(Duration::from_millis(100)));
+        g.poll(
+            warmup
+                .saturating_sub(w.elapsed())
+                .min(Duration::from_millis(100)),
+        );
     }
     let open = g.conns.iter().filter(|c| c.state == State::Open).count();
     println!(
@@ -420,11 +456,22 @@ fn main() {
     let cpu = (self_cpu() - cpu0).as_secs_f64();
 
     let opened: Vec<&Conn> = g.conns.iter().filter(|c| c.t_open.is_some()).collect();
-    let fps: Vec<f64> = opened.iter().map(|c| c.frames_window as f64 / wall).collect();
-    let connect_ms: Vec<f64> = opened.iter().filter_map(|c| ms(c.t_start, c.t_open)).collect();
-    let first_ms: Vec<f64> = opened.iter().filter_map(|c| ms(c.t_start, c.t_first)).collect();
-    let first_after_open_ms: Vec<f64> =
-        opened.iter().filter_map(|c| ms(c.t_open, c.t_first)).collect();
+    let fps: Vec<f64> = opened
+        .iter()
+        .map(|c| c.frames_window as f64 / wall)
+        .collect();
+    let connect_ms: Vec<f64> = opened
+        .iter()
+        .filter_map(|c| ms(c.t_start, c.t_open))
+        .collect();
+    let first_ms: Vec<f64> = opened
+        .iter()
+        .filter_map(|c| ms(c.t_start, c.t_first))
+        .collect();
+    let first_after_open_ms: Vec<f64> = opened
+        .iter()
+        .filter_map(|c| ms(c.t_open, c.t_first))
+        .collect();
     let sum = |f: &dyn Fn(&Conn) -> u64| g.conns.iter().map(f).sum::<u64>();
     let mut errors: Vec<String> = g.conns.iter().filter_map(|c| c.error.clone()).collect();
     errors.sort();
@@ -437,7 +484,12 @@ fn main() {
         .conns
         .iter()
         .find(|c| !c.gap_log.is_empty())
-        .map(|c| c.gap_log.iter().map(|(t, m)| format!("[{},{m}]", jnum(*t))).collect())
+        .map(|c| {
+            c.gap_log
+                .iter()
+                .map(|(t, m)| format!("[{},{m}]", jnum(*t)))
+                .collect()
+        })
         .unwrap_or_default();
     println!(
         "RESULT {{\"clients\":{clients},\"opened\":{},\"open_at_end\":{},\"failed\":{},\
