@@ -33,6 +33,10 @@ const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
 const MAX_CONTROL_BACKLOG: usize = 64 * 1024;
 /// Audio queued per client before the oldest frames are dropped.
 const MAX_QUEUE_DELAY_US: u64 = 200_000;
+/// How long to stop accepting when accept() fails (out of file descriptors).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
+/// Messages read from one client per wakeup, so a flooding client cannot hold the loop.
+const MAX_MESSAGES_PER_WAKEUP: usize = 32;
 /// A client whose socket accepted nothing for this long is disconnected.
 const STALL_LIMIT: Duration = Duration::from_secs(30);
 
@@ -316,6 +320,9 @@ struct Hub {
     web: WebFiles,
     stats: TransportStats,
     listening: bool,
+    /// accept() is failing (out of descriptors): logged once per episode.
+    accept_failing: bool,
+    shut_down: bool,
 }
 
 /// Loads `--tls-cert` / `--tls-key` (PEM) into a rustls server configuration.
@@ -428,23 +435,11 @@ impl Transport {
                 web,
                 stats: TransportStats::default(),
                 listening: false,
+                accept_failing: false,
+                shut_down: false,
             })
         });
-        {
-            let mut h = hub.borrow_mut();
-            let fd = h.listener.as_raw_fd();
-            let weak = h.weak.clone();
-            h.listener_source = Some(glib_unix::unix_fd_add_local(
-                fd,
-                IOCondition::IN,
-                move |_, _| {
-                    if let Some(hub) = weak.upgrade() {
-                        hub.borrow_mut().accept_all();
-                    }
-                    ControlFlow::Continue
-                },
-            ));
-        }
+        hub.borrow_mut().arm_listener();
         Ok(Transport { hub })
     }
 
@@ -496,6 +491,7 @@ impl Transport {
     /// Says goodbye (close 1001) to every client and stops listening.
     pub fn shutdown(&self) {
         let mut hub = self.hub.borrow_mut();
+        hub.shut_down = true;
         if let Some(s) = hub.listener_source.take() {
             remove_source(s);
         }
@@ -579,15 +575,54 @@ impl FrameSink for Hub {
 }
 
 impl Hub {
+    fn arm_listener(&mut self) {
+        if self.listener_source.is_some() || self.shut_down {
+            return;
+        }
+        let fd = self.listener.as_raw_fd();
+        let weak = self.weak.clone();
+        self.listener_source = Some(glib_unix::unix_fd_add_local(
+            fd,
+            IOCondition::IN,
+            move |_, _| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.borrow_mut().accept_all();
+                }
+                ControlFlow::Continue
+            },
+        ));
+    }
+
     fn accept_all(&mut self) {
         loop {
             match self.listener.accept() {
-                Ok((sock, peer)) => self.add_conn(sock, peer),
+                Ok((sock, peer)) => {
+                    self.accept_failing = false;
+                    self.add_conn(sock, peer)
+                }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    // EMFILE and friends: say so, keep serving the others.
-                    warn!("accept failed: {e}");
+                    // Out of file descriptors (EMFILE, ENFILE) or memory: the pending
+                    // connection stays queued and the listener stays readable, so stop
+                    // watching it for a moment instead of spinning; the others go on.
+                    if !self.accept_failing {
+                        warn!(
+                            "cannot accept connections ({e}) with {} open; pausing accept for {} ms",
+                            self.conns.len(),
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                        self.accept_failing = true;
+                    }
+                    if let Some(s) = self.listener_source.take() {
+                        remove_source(s);
+                    }
+                    let weak = self.weak.clone();
+                    glib::timeout_add_local_once(ACCEPT_PAUSE, move || {
+                        if let Some(hub) = weak.upgrade() {
+                            hub.borrow_mut().arm_listener();
+                        }
+                    });
                     break;
                 }
             }
@@ -981,24 +1016,39 @@ impl Hub {
         let peer = conn.peer;
         let mut gone = false;
         let mut close_with: Option<(CloseCode, &'static str)> = None;
-        loop {
+        // Stays true only if the loop stops at the cap, with messages possibly left in
+        // tungstenite's buffer where no fd watch can see them.
+        let mut more = true;
+        for _ in 0..MAX_MESSAGES_PER_WAKEUP {
+            more = false;
             match w.ws.read() {
                 Ok(Message::Close(_)) => {
-                    // tungstenite queued the close reply; drop after it is written.
+                    // tungstenite queues the close reply; it goes out with the next flush.
                     debug!("client {peer} sent close");
                     w.closing = true;
+                    more = true;
                 }
-                Ok(_) => {} // data, pings (answered by tungstenite), pongs: ignored
+                Ok(_) => more = true, // data, pings (answered by tungstenite), pongs: ignored
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(tungstenite::Error::ConnectionClosed)
                 | Err(tungstenite::Error::AlreadyClosed) => {
-                    gone = true;
+                    // After a close handshake: send our reply (queued), then drop.
+                    if !w.closing {
+                        gone = true;
+                    }
                     break;
                 }
                 Err(tungstenite::Error::Capacity(e)) => {
                     info!("client {peer} sent an oversized message ({e}); closing with 1009");
                     close_with = Some((CloseCode::Size, "message too big"));
+                    break;
+                }
+                Err(tungstenite::Error::Protocol(
+                    tungstenite::error::ProtocolError::ResetWithoutClosingHandshake,
+                )) => {
+                    debug!("client {peer} went away without a close frame");
+                    gone = true;
                     break;
                 }
                 Err(tungstenite::Error::Protocol(e)) => {
@@ -1019,6 +1069,11 @@ impl Hub {
                 }
             }
         }
+        // A pong tungstenite holds back until its next read goes into our queue now
+        // (the loop may have stopped at the per-wakeup cap, not at WouldBlock).
+        if !gone && close_with.is_none() {
+            let _ = w.ws.flush();
+        }
         if let Some((code, reason)) = close_with {
             w.ws.get_mut().drop_pending_audio();
             let _ = w.ws.close(Some(CloseFrame {
@@ -1027,17 +1082,32 @@ impl Hub {
             }));
             w.closing = true;
         }
-        if !gone && w.ws.get_ref().control_bytes > MAX_CONTROL_BACKLOG {
-            info!(
-                "client {peer} floods us with pings it does not read the answers to; disconnecting"
-            );
-            gone = true;
-        }
         if gone {
             self.remove(id);
             return;
         }
         self.flush(id);
+        // Pongs the socket refused pile up only for a client that pings without reading.
+        let flooded = self
+            .conns
+            .get_mut(&id)
+            .is_some_and(|c| c.out_source.is_some() && c.io().control_bytes > MAX_CONTROL_BACKLOG);
+        if flooded {
+            info!(
+                "client {peer} floods us with pings it does not read the answers to; disconnecting"
+            );
+            self.remove(id);
+            return;
+        }
+        if more && self.conns.contains_key(&id) {
+            // Come back after the other sources had their turn.
+            let weak = self.weak.clone();
+            glib::timeout_add_local_once(Duration::ZERO, move || {
+                if let Some(hub) = weak.upgrade() {
+                    hub.borrow_mut().read_ws(id);
+                }
+            });
+        }
     }
 
     /// Writes what is queued for `id`; watches for OUT when the socket is full;

@@ -827,7 +827,11 @@ fn client_close_is_answered_with_close() {
         .expect("send close");
         let outcome = loop {
             match c.ws.read() {
-                Ok(tungstenite::Message::Close(cf)) => break format!("close frame {cf:?}"),
+                Ok(tungstenite::Message::Close(cf)) => {
+                    // The server's reply to our close (RFC 6455 5.5.1).
+                    answered += 1;
+                    break format!("close frame {cf:?}");
+                }
                 Ok(_) => continue,
                 Err(tungstenite::Error::ConnectionClosed) => {
                     answered += 1;
