@@ -8,13 +8,12 @@ use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
+use common::scenarios::*;
 use common::*;
-
-const SINK: &str = "novnc_audio";
 
 /// A real TLS ClientHello (OpenSSL 3, SNI "localhost"), as a browser sends for wss://.
 const CLIENT_HELLO_HEX: &str = concat!(
@@ -38,22 +37,9 @@ fn client_hello() -> Vec<u8> {
         .collect()
 }
 
-/// The tests of this file share the daemon's CPU with abusive clients and measure the
-/// healthy client's rate: they run one at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 /// A private server, a daemon with `args` that has its sink, and a 440 Hz tone in it.
-fn setup(args: &[&str]) -> (PulseServer, Daemon, Tone) {
-    let pulse = PulseServer::start();
-    let daemon = Daemon::start(&pulse, args);
-    assert!(
-        pulse.wait_default_sink(SINK, Duration::from_secs(5)),
-        "daemon did not create and select {SINK} within 5 s"
-    );
+fn setup_with_tone(args: &[&str]) -> (PulseServer, Daemon, Tone) {
+    let (pulse, daemon) = setup(args);
     let tone = Tone::play(&pulse, Some(SINK), 440.0);
     (pulse, daemon, tone)
 }
@@ -79,61 +65,29 @@ impl Rng {
 // ---------------------------------------------------------------------------
 
 /// A client read by a thread of its own; its frames are checked at the end.
-struct Healthy {
-    frames: Arc<Mutex<Vec<Frame>>>,
-    ended: Arc<Mutex<Option<String>>>,
-    stop: Arc<AtomicBool>,
-    handle: Option<JoinHandle<()>>,
-}
+struct Healthy(Reader);
 
 impl Healthy {
     fn start(url: &str, headers: &[(&str, &str)]) -> Healthy {
-        let mut c = WsClient::try_connect(url, headers).expect("healthy client connects");
-        c.set_read_timeout(Duration::from_millis(200));
-        let frames = Arc::new(Mutex::new(Vec::new()));
-        let ended = Arc::new(Mutex::new(None));
-        let stop = Arc::new(AtomicBool::new(false));
-        let (f2, e2, s2) = (frames.clone(), ended.clone(), stop.clone());
-        let handle = thread::spawn(move || {
-            while !s2.load(Ordering::Relaxed) {
-                match c.next() {
-                    Ok(Next::Frame(f)) => f2.lock().unwrap().push(f),
-                    Ok(Next::Close(cf)) => {
-                        *e2.lock().unwrap() = Some(format!("server closed: {cf:?}"));
-                        return;
-                    }
-                    Err(tungstenite::Error::Io(e))
-                        if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
-                    Err(e) => {
-                        *e2.lock().unwrap() = Some(format!("read failed: {e}"));
-                        return;
-                    }
-                }
-            }
-        });
-        let h = Healthy {
-            frames,
-            ended,
-            stop,
-            handle: Some(handle),
-        };
+        let c = WsClient::try_connect(url, headers).expect("healthy client connects");
+        let h = Healthy(Reader::read(c, false));
         poll_until(Duration::from_secs(5), || (h.len() >= 10).then_some(()))
             .expect("the healthy client gets frames");
         h
     }
 
     fn len(&self) -> usize {
-        self.frames.lock().unwrap().len()
+        self.0.len()
     }
 
     fn since(&self, mark: usize) -> Vec<Frame> {
-        self.frames.lock().unwrap()[mark..].to_vec()
+        self.0.frames_from(mark)
     }
 
     /// Checks everything received since `mark`: still connected, 50 ± 2 frames/s,
     /// timestamps step by 20 ms (no gap over 60 ms), and the tail is the 440 Hz tone.
     fn check(&self, mark: usize, what: &str) -> String {
-        if let Some(e) = self.ended.lock().unwrap().clone() {
+        if let Some(e) = self.0.ended() {
             panic!("{what}: the healthy client lost its connection: {e}");
         }
         let frames = self.since(mark);
@@ -154,19 +108,8 @@ impl Healthy {
         let span = frames.last().unwrap().received - frames[0].received;
         let fps = (frames.len() - 1) as f64 / span.as_secs_f64();
         let gap = max_ts_gap(&frames);
-        let arrival = frames
-            .windows(2)
-            .map(|w| w[1].received - w[0].received)
-            .max()
-            .unwrap_or_default();
-        for w in frames.windows(2) {
-            assert!(
-                w[1].ts_ms > w[0].ts_ms,
-                "{what}: timestamp went from {} to {}",
-                w[0].ts_ms,
-                w[1].ts_ms
-            );
-        }
+        let arrival = max_arrival_gap(&frames);
+        assert_strictly_monotonic(&frames, what);
         assert!(gap <= 60, "{what}: timestamp gap of {gap} ms");
         assert!(
             (fps - 50.0).abs() <= 2.5,
@@ -184,15 +127,6 @@ impl Healthy {
             "{} frames over {span:.1?}, {fps:.1} fps, max ts gap {gap} ms, max arrival gap {arrival:.1?}",
             frames.len()
         )
-    }
-}
-
-impl Drop for Healthy {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
     }
 }
 
@@ -335,14 +269,7 @@ fn stats_clients(daemon: &Daemon) -> u64 {
         b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
         200,
     );
-    let body = r.body_text();
-    let at = body.find("\"clients\":").expect("clients in /stats") + 10;
-    body[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap()
+    json_u64(&r.body_text(), "clients")
 }
 
 // ---------------------------------------------------------------------------
@@ -619,7 +546,8 @@ fn case_message_flood(d: &Daemon, healthy: &Healthy) -> String {
 #[test]
 fn hostile_corpus_while_streaming() {
     let _serial = serial();
-    let (_pulse, mut daemon, _tone) = setup(&["--handshake-timeout", "2", "--log-level", "debug"]);
+    let (_pulse, mut daemon, _tone) =
+        setup_with_tone(&["--handshake-timeout", "2", "--log-level", "debug"]);
     let healthy = Healthy::start(&daemon.url("/audio"), &[]);
     let mark = healthy.len();
 
@@ -711,7 +639,7 @@ fn hostile_corpus_while_streaming() {
 #[test]
 fn more_than_max_clients_get_503_before_the_upgrade() {
     let _serial = serial();
-    let (_pulse, daemon, _tone) = setup(&["--max-clients", "3"]);
+    let (_pulse, daemon, _tone) = setup_with_tone(&["--max-clients", "3"]);
     let healthy = Healthy::start(&daemon.url("/audio"), &[]);
     let mark = healthy.len();
     let b = WsClient::connect(&daemon.url("/audio"));
@@ -838,7 +766,7 @@ fn token_is_required_and_never_logged() {
 #[test]
 fn origin_allow_list() {
     let _serial = serial();
-    let (_pulse, daemon, _tone) = setup(&["--allow-origin", "https://a.example"]);
+    let (_pulse, daemon, _tone) = setup_with_tone(&["--allow-origin", "https://a.example"]);
     let up = |origin: &str| upgrade_request("/audio", &format!("Origin: {origin}\r\n"));
     let r = expect_status(
         &daemon,
@@ -914,28 +842,6 @@ fn refuses_root_without_allow_root() {
         std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
         "something listens on the port of the refused daemon"
     );
-}
-
-/// CPU time (user + system) a process has used so far.
-fn cpu_time(pid: u32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let fields: Vec<&str> = stat
-        .rsplit(')')
-        .next()
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let ticks: u64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
-        .sum();
-    Duration::from_millis(ticks * 10)
-}
-
-fn fd_count(pid: u32) -> usize {
-    std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .map(|d| d.count())
-        .unwrap_or(0)
 }
 
 /// Idle connections until the daemon runs out of file descriptors (RLIMIT_NOFILE 64):

@@ -22,6 +22,8 @@ use tungstenite::client::IntoClientRequest;
 use tungstenite::protocol::CloseFrame;
 use tungstenite::{Message, WebSocket};
 
+pub mod scenarios;
+
 /// Path of the daemon binary built by cargo for these tests.
 pub const BIN: &str = env!("CARGO_BIN_EXE_novnc-audio");
 
@@ -44,6 +46,19 @@ const SCRUBBED_VARS: &[&str] = &[
     "XDG_STATE_HOME",
     "XDG_RUNTIME_DIR",
     "HOME",
+];
+
+/// The arguments of every private pulseaudio: no config, no autospawn, no idle exit,
+/// in the foreground, logging to stderr, with only the native protocol.
+pub const PULSEAUDIO_ARGS: &[&str] = &[
+    "-n",
+    "-F",
+    "/dev/null",
+    "--exit-idle-time=-1",
+    "--daemonize=no",
+    "--log-target=stderr",
+    "-L",
+    "module-native-protocol-unix",
 ];
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
@@ -121,20 +136,11 @@ impl PulseServer {
         let log = fs::File::create(&log_path).unwrap();
 
         let mut cmd = Command::new("pulseaudio");
-        cmd.args([
-            "-n",
-            "-F",
-            "/dev/null",
-            "--exit-idle-time=-1",
-            "--daemonize=no",
-            "--log-target=stderr",
-            "-L",
-            "module-native-protocol-unix",
-        ])
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log));
+        cmd.args(PULSEAUDIO_ARGS)
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
         apply_env(
             &mut cmd,
             &[
