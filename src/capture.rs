@@ -128,16 +128,20 @@ struct Inner {
     mainloop: Mainloop,
 }
 
+/// Runs `f` on `Inner` if it still exists and nothing borrows it (a callback must never
+/// panic: a panic across the C boundary aborts).
+fn with_inner(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner)) {
+    if let Some(inner) = weak.upgrade() {
+        if let Ok(mut inner) = inner.try_borrow_mut() {
+            f(&mut inner);
+        }
+    }
+}
+
 /// Runs `f` on the main loop soon, outside whatever libpulse call is on the stack.
 fn defer(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) + 'static) {
     let weak = weak.clone();
-    glib::timeout_add_local_once(Duration::ZERO, move || {
-        if let Some(inner) = weak.upgrade() {
-            if let Ok(mut inner) = inner.try_borrow_mut() {
-                f(&mut inner);
-            }
-        }
-    });
+    glib::timeout_add_local_once(Duration::ZERO, move || with_inner(&weak, f));
 }
 
 impl Capture {
@@ -342,12 +346,10 @@ impl Inner {
         self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
         let weak = self.weak.clone();
         self.reconnect_timer = Some(glib::timeout_add_local_once(delay, move || {
-            if let Some(inner) = weak.upgrade() {
-                if let Ok(mut inner) = inner.try_borrow_mut() {
-                    inner.reconnect_timer = None;
-                    inner.connect();
-                }
-            }
+            with_inner(&weak, |inner| {
+                inner.reconnect_timer = None;
+                inner.connect();
+            })
         }));
     }
 
@@ -655,20 +657,12 @@ impl Inner {
         let generation = self.generation;
         let weak = self.weak.clone();
         stream.set_read_callback(Some(Box::new(move |_len| {
-            if let Some(inner) = weak.upgrade() {
-                if let Ok(mut inner) = inner.try_borrow_mut() {
-                    inner.read_available();
-                }
-            }
+            with_inner(&weak, Inner::read_available)
         })));
         let weak = self.weak.clone();
         stream.set_overflow_callback(Some(Box::new(move || {
             // The server dropped audio we did not read in time: the timeline has a gap.
-            if let Some(inner) = weak.upgrade() {
-                if let Ok(mut inner) = inner.try_borrow_mut() {
-                    inner.emit(CaptureEvent::Discontinuity);
-                }
-            }
+            with_inner(&weak, |inner| inner.emit(CaptureEvent::Discontinuity))
         })));
         let weak = self.weak.clone();
         stream.set_state_callback(Some(Box::new(move || {
@@ -722,13 +716,11 @@ impl Inner {
                 let weak = self.weak.clone();
                 // A short pause so a source that keeps failing cannot spin the loop.
                 glib::timeout_add_local_once(Duration::from_millis(100), move || {
-                    if let Some(inner) = weak.upgrade() {
-                        if let Ok(mut inner) = inner.try_borrow_mut() {
-                            if inner.generation == generation {
-                                inner.refresh();
-                            }
+                    with_inner(&weak, |inner| {
+                        if inner.generation == generation {
+                            inner.refresh();
                         }
-                    }
+                    })
                 });
             }
             _ => {}

@@ -27,6 +27,16 @@ impl Reply {
         }
     }
 
+    /// 401 for a missing or wrong token (never says which).
+    pub fn unauthorized() -> Reply {
+        Reply::text(
+            401,
+            "Unauthorized",
+            "A valid token is required (?token= or Authorization: Bearer).",
+        )
+        .with_header("WWW-Authenticate", "Bearer realm=\"novnc-audio\"")
+    }
+
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
         self

@@ -125,7 +125,7 @@ impl Server {
         info!(
             "listening on {}://{}{}",
             transport.scheme(),
-            display_addr(addr),
+            addr,
             config.websocket.path
         );
         *shared.transport.borrow_mut() = Some(transport);
@@ -155,7 +155,7 @@ impl Server {
         server.install_systemd_status();
         notify::notify(&format!(
             "READY=1\nSTATUS=listening on {}, connecting to PulseAudio",
-            display_addr(addr)
+            addr
         ));
         Ok(server)
     }
@@ -264,10 +264,6 @@ fn idle_status() -> CaptureStatus {
         reconnects: 0,
         recording: false,
     }
-}
-
-fn display_addr(addr: SocketAddr) -> String {
-    addr.to_string()
 }
 
 fn status_line(s: &Shared) -> String {

@@ -325,6 +325,21 @@ struct Hub {
     shut_down: bool,
 }
 
+/// Reads `--token-file`. An empty file is an error: an empty token would match an empty
+/// `?token=`.
+fn load_token(config: &WebSocketConfig) -> Result<Option<String>, String> {
+    let Some(path) = &config.token_file else {
+        return Ok(None);
+    };
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(format!("--token-file {} is empty", path.display()));
+    }
+    Ok(Some(token.to_string()))
+}
+
 /// Loads `--tls-cert` / `--tls-key` (PEM) into a rustls server configuration.
 fn load_tls(config: &WebSocketConfig) -> Result<Option<Arc<rustls::ServerConfig>>, String> {
     use rustls::pki_types::pem::PemObject;
@@ -389,18 +404,7 @@ impl Transport {
         web: WebFiles,
         hooks: TransportHooks,
     ) -> Result<Transport, String> {
-        let token = match &config.token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?;
-                let t = text.trim().to_string();
-                if t.is_empty() {
-                    return Err(format!("--token-file {} is empty", path.display()));
-                }
-                Some(t)
-            }
-            None => None,
-        };
+        let token = load_token(&config)?;
         let tls = load_tls(&config)?;
         let addr = format!("{}:{}", config.host, config.port);
         let addr = if config.host.contains(':') && !config.host.starts_with('[') {
@@ -469,15 +473,7 @@ impl Transport {
     /// Applies settings that can change without a restart (SIGHUP).
     pub fn reload(&self, config: &WebSocketConfig) -> Result<(), String> {
         let mut hub = self.hub.borrow_mut();
-        let token = match &config.token_file {
-            Some(path) => Some(
-                std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read --token-file {}: {e}", path.display()))?
-                    .trim()
-                    .to_string(),
-            ),
-            None => None,
-        };
+        let token = load_token(config)?;
         hub.tls = load_tls(config)?;
         hub.token = token;
         hub.config.max_clients = config.max_clients;
@@ -833,18 +829,10 @@ impl Hub {
     }
 
     fn page(&self, req: &Request) -> Reply {
-        let unauthorized = || {
-            Reply::text(
-                401,
-                "Unauthorized",
-                "A valid token is required (?token= or Authorization: Bearer).",
-            )
-            .with_header("WWW-Authenticate", "Bearer realm=\"novnc-audio\"")
-        };
         match req.path.as_str() {
             "/" | "/index.html" if self.config.serve_web => {
                 if !self.authorized(req) {
-                    return unauthorized();
+                    return Reply::unauthorized();
                 }
                 Reply {
                     status: 200,
@@ -863,7 +851,7 @@ impl Hub {
             },
             "/stats" | "/metrics" if self.config.serve_stats => {
                 if !self.authorized(req) {
-                    return unauthorized();
+                    return Reply::unauthorized();
                 }
                 let prometheus = req.path == "/metrics";
                 let body = (self.hooks.render_stats)(&self.stats, prometheus);
@@ -905,12 +893,7 @@ impl Hub {
             }
         }
         if !self.authorized(req) {
-            return Err(Reply::text(
-                401,
-                "Unauthorized",
-                "A valid token is required (?token= or Authorization: Bearer).",
-            )
-            .with_header("WWW-Authenticate", "Bearer realm=\"novnc-audio\""));
+            return Err(Reply::unauthorized());
         }
         let codec = match req.query_param("codec").as_deref() {
             None | Some("") => self.default_codec,
