@@ -19,6 +19,7 @@ pub mod daemon;
 pub mod encoder;
 pub mod error;
 pub mod http;
+pub mod mic;
 pub mod notify;
 pub mod pipeline;
 pub mod server;
