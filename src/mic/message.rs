@@ -115,7 +115,7 @@ pub fn parse(msg: &[u8]) -> Result<MicFrame<'_>, Rejection> {
     if payload.is_empty() {
         return Err(Rejection::new(CLOSE_INVALID, "empty audio payload"));
     }
-    if codec == MicCodec::Pcm && payload.len() % 2 != 0 {
+    if codec == MicCodec::Pcm && !payload.len().is_multiple_of(2) {
         return Err(Rejection::new(
             CLOSE_INVALID,
             format!(
