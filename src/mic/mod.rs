@@ -1,6 +1,20 @@
 //! The way back: the browser's microphone becomes a source of the desktop.
+//!
+//! A speaker (one `/mic` WebSocket client at a time) sends audio frames; they are checked
+//! and decoded ([`message`], [`decode`]), paced ([`pace`]), buffered ([`jitter`]) by the
+//! [`speaker`] path, and played by a libpulse playback stream into a virtual source
+//! ([`source`]) that applications record as their microphone.
+//!
+//! Stages run one way: the transport hands messages to [`Microphone::receive`] and closes
+//! the speaker with the [`Rejection`] it gets back; nothing here knows about sockets.
+
 pub mod decode;
 pub mod jitter;
 pub mod message;
 pub mod pace;
+pub mod source;
 pub mod speaker;
+
+pub use message::Rejection;
+pub use source::{MicConfig, MicStatus, Microphone};
+pub use speaker::SpeakerStats;

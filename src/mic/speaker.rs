@@ -115,6 +115,11 @@ impl Speaker {
         out[conceal_end..].fill(0);
     }
 
+    /// Drops what is buffered (it waited for a stream that was not there: stale now).
+    pub fn flush(&mut self) {
+        self.jitter.clear();
+    }
+
     /// Forgets the current speaker: no stale audio, no concealment of their last word,
     /// a fresh pace and timeline for the next one. Counters stay.
     pub fn reset(&mut self) {
