@@ -25,8 +25,10 @@ use pulse::proplist::Proplist;
 use pulse::sample::{Format, Spec};
 use pulse::stream::{FlagSet as StreamFlags, PeekResult, State as StreamState, Stream};
 
-use crate::config::{CaptureConfig, Device};
-use crate::{debug, error, info, warn};
+use crate::audio::{Device, StreamFormat};
+use crate::config::CaptureConfig;
+use crate::stats::{CaptureStatus, PulseState};
+use log::{debug, error, info, warn};
 
 /// What the capture hands to its consumer.
 pub enum CaptureEvent<'a> {
@@ -36,36 +38,11 @@ pub enum CaptureEvent<'a> {
     Discontinuity,
 }
 
-/// Connection to the audio server, as shown in stats and logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PulseState {
-    Connecting,
-    Ready,
-    /// Waiting before the next connection attempt.
-    Disconnected,
-}
-
-impl PulseState {
-    pub fn name(self) -> &'static str {
-        match self {
-            PulseState::Connecting => "connecting",
-            PulseState::Ready => "ready",
-            PulseState::Disconnected => "disconnected",
-        }
-    }
-}
-
-/// What the rest of the daemon may read about the capture.
-#[derive(Debug, Clone)]
-pub struct CaptureStatus {
-    pub state: PulseState,
-    /// The source being recorded, once the stream is ready.
-    pub device: Option<String>,
-    /// Did this process create the null sink?
-    pub sink_created: bool,
-    /// Successful connections after the first.
-    pub reconnects: u64,
-    pub recording: bool,
+/// libpulse could not even be set up (a lost server is not an error: we reconnect).
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureError {
+    #[error("cannot create the libpulse glib main loop")]
+    Mainloop,
 }
 
 type Consumer = Rc<RefCell<dyn FnMut(CaptureEvent<'_>)>>;
@@ -100,6 +77,8 @@ struct SourceRecord {
 
 struct Inner {
     config: CaptureConfig,
+    /// Rate and channels of the record stream.
+    format: StreamFormat,
     consumer: Consumer,
     weak: Weak<RefCell<Inner>>,
     status: CaptureStatus,
@@ -148,12 +127,14 @@ impl Capture {
     /// Starts connecting; audio flows to `consumer` once clients make it active.
     pub fn start(
         config: CaptureConfig,
+        format: StreamFormat,
         consumer: impl FnMut(CaptureEvent<'_>) + 'static,
-    ) -> Result<Capture, String> {
-        let mainloop = Mainloop::new(None).ok_or("cannot create the libpulse glib main loop")?;
+    ) -> Result<Capture, CaptureError> {
+        let mainloop = Mainloop::new(None).ok_or(CaptureError::Mainloop)?;
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 config,
+                format,
                 consumer: Rc::new(RefCell::new(consumer)),
                 weak: weak.clone(),
                 status: CaptureStatus {
@@ -574,7 +555,7 @@ impl Inner {
         let name = self.config.sink_name.clone();
         let args = format!(
             "sink_name={name} sink_properties=device.description=\"noVNC\\ audio\" rate={} channels={}",
-            self.config.sample_rate, self.config.channels
+            self.format.rate, self.format.channels
         );
         info!("the server has no sink: creating null sink {name}");
         let weak = self.weak.clone();
@@ -626,8 +607,8 @@ impl Inner {
         let config = &self.config;
         let spec = Spec {
             format: Format::S16le,
-            rate: config.sample_rate,
-            channels: config.channels,
+            rate: self.format.rate,
+            channels: self.format.channels,
         };
         let Some(ctx) = self.context.as_mut() else {
             return;
@@ -641,14 +622,13 @@ impl Inner {
             error!("cannot create a record stream: {}", ctx.errno());
             return;
         };
-        let bytes_per_us = spec.rate as u64 * spec.channels as u64 * 2;
-        let fragsize = (config.latency_us as u64 * bytes_per_us / 1_000_000) as u32;
+        let fragsize = self.format.bytes_for_us(config.latency_us) as u32;
         let attr = BufferAttr {
             maxlength: u32::MAX,
             tlength: u32::MAX,
             prebuf: u32::MAX,
             minreq: u32::MAX,
-            fragsize: fragsize.max(spec.channels as u32 * 2),
+            fragsize,
         };
         let mut flags = StreamFlags::ADJUST_LATENCY;
         if !self.active {

@@ -1,45 +1,31 @@
-//! One error type for the crate; each variant names the stage that failed.
+//! One error type for the crate; each variant names the stage that failed and keeps the
+//! error underneath as its source.
 
+use crate::capture::CaptureError;
 use crate::config::ConfigError;
 use crate::encoder::EncodeError;
+use crate::transport::{ListenError, TlsError};
+use crate::web::TokenError;
 
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Bad command line or config file: exit status 2.
-    Config(ConfigError),
-    /// The WebSocket listener could not be set up.
-    Listen(String),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The listening socket could not be set up.
+    #[error(transparent)]
+    Listen(#[from] ListenError),
+    /// `--token-file` could not be used.
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    /// `--tls-cert` / `--tls-key` could not be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// libpulse could not even be set up (a lost server is not an error: we reconnect).
-    Pulse(String),
-    Encoder(EncodeError),
-    /// Daemonizing, pid file, privileges.
-    Daemon(String),
-}
-
-impl std::fmt::Display for Error {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Error::Config(e) => write!(f, "{e}"),
-            Error::Listen(e) => write!(f, "{e}"),
-            Error::Pulse(e) => write!(f, "PulseAudio: {e}"),
-            Error::Encoder(e) => write!(f, "{e}"),
-            Error::Daemon(e) => write!(f, "{e}"),
-        }
-    }
-}
-
-impl std::error::Error for Error {}
-
-impl From<ConfigError> for Error {
-    fn from(e: ConfigError) -> Self {
-        Error::Config(e)
-    }
-}
-
-impl From<EncodeError> for Error {
-    fn from(e: EncodeError) -> Self {
-        Error::Encoder(e)
-    }
+    #[error("PulseAudio: {0}")]
+    Pulse(#[from] CaptureError),
+    #[error(transparent)]
+    Encoder(#[from] EncodeError),
 }
 
 impl Error {
