@@ -37,3 +37,44 @@ impl Error {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::transport::Transport;
+    use crate::web::Codecs;
+
+    #[test]
+    fn a_bad_token_file_is_a_token_error_with_its_source() {
+        let mut config = Config::default();
+        config.websocket.host = "127.0.0.1".into();
+        config.websocket.port = 1;
+        config.websocket.token_file = Some("/nonexistent/novnc-audio-token".into());
+        let codecs = Codecs {
+            default: crate::audio::Codec::Opus,
+            opus: true,
+        };
+        let hooks = crate::transport::TransportHooks {
+            on_listening: Box::new(|_| {}),
+            render_stats: Box::new(|_, _| String::new()),
+        };
+        let err = match Transport::start(config.websocket.clone(), codecs, config.format(), hooks) {
+            Ok(_) => panic!("started with a missing token file"),
+            Err(e) => e,
+        };
+        assert!(matches!(err, Error::Token(_)), "{err:?}");
+        assert_eq!(err.exit_code(), 1);
+        let message = err.to_string();
+        assert!(
+            message.starts_with("cannot read --token-file /nonexistent/novnc-audio-token: "),
+            "{message}"
+        );
+        // `transparent`: the source is the io error underneath the token error.
+        let source = std::error::Error::source(&err).expect("keeps its source");
+        assert!(
+            source.downcast_ref::<std::io::Error>().is_some(),
+            "{source:?}"
+        );
+    }
+}

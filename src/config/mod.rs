@@ -2,6 +2,7 @@
 //! `--help`, the config file, `--check-config` and the reload, and (checked by tests) the
 //! man page and the README, so none of them can drift from the others.
 
+mod defs;
 mod file;
 pub mod options;
 
