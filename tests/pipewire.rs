@@ -2,8 +2,9 @@
 //! a tone played into the default sink is heard, the audio server restarted, the
 //! recorded sink unloaded. Each test runs a private session (its own dbus-daemon,
 //! XDG_RUNTIME_DIR, pipewire, wireplumber and pipewire-pulse) and kills it by pid.
-//! Skipped, with the reason printed, when those programs are not installed
-//! (Debian: pipewire pipewire-pulse wireplumber dbus-daemon).
+//! Skipped, with a "SKIPPED:" line, when those programs are not installed (Debian:
+//! pipewire pipewire-pulse wireplumber dbus); under CI=true, which installs them
+//! (scripts/test-deps.txt), they fail instead.
 
 mod common;
 
@@ -18,26 +19,17 @@ use common::*;
 
 const PROGRAMS: &[&str] = &["pipewire", "wireplumber", "pipewire-pulse", "dbus-daemon"];
 
-/// The programs of PROGRAMS that are not on PATH.
-fn missing_programs() -> Vec<&'static str> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    PROGRAMS
-        .iter()
-        .copied()
-        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        .collect()
-}
-
-/// Returns true (after saying why) when the test cannot run here.
-fn skip() -> bool {
-    let missing = missing_programs();
+/// Returns true (after saying why, see `skip`) when the PipeWire programs are not
+/// installed.
+fn cannot_run() -> bool {
+    let missing = missing_programs(PROGRAMS);
     if missing.is_empty() {
         return false;
     }
-    println!(
-        "skipped: {} not installed (apt-get install pipewire pipewire-pulse wireplumber dbus-daemon)",
+    skip(&format!(
+        "{} not installed (apt-get install pipewire pipewire-pulse wireplumber dbus)",
         missing.join(", ")
-    );
+    ));
     true
 }
 
@@ -251,7 +243,7 @@ fn recording_from(daemon: &Daemon) -> Option<String> {
 /// whatever the daemon records, a tone played into the default sink must be heard.
 #[test]
 fn pipewire_tone_into_default_sink_is_heard() {
-    if skip() {
+    if cannot_run() {
         return;
     }
     let _serial = serial();
@@ -355,7 +347,7 @@ fn start_daemon(pulse: &PulseServer) -> Daemon {
 
 #[test]
 fn pipewire_restarted() {
-    if skip() {
+    if cannot_run() {
         return;
     }
     let _serial = serial();
@@ -384,7 +376,7 @@ fn pipewire_restarted() {
 
 #[test]
 fn pipewire_recorded_sink_unloaded() {
-    if skip() {
+    if cannot_run() {
         return;
     }
     let _serial = serial();
