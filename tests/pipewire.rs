@@ -9,7 +9,7 @@
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -51,26 +51,10 @@ struct PipeWire<'a> {
 
 impl<'a> PipeWire<'a> {
     fn start(pulse: &'a PulseServer) -> PipeWire<'a> {
-        let runtime = pulse
-            .server_path()
-            .parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .to_path_buf();
-        // The harness' pulseaudio: its pid from its pid file, SIGKILL; the harness
-        // reaps it when the PulseServer is dropped.
-        let pid_file = pulse.server_path().with_file_name("pid");
-        let pid: u32 = fs::read_to_string(&pid_file)
-            .expect("pulseaudio pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        send_signal(pid, "KILL");
-        poll_until(Duration::from_secs(5), || {
-            pulse.try_pactl(&["info"]).is_err().then_some(())
-        })
-        .expect("pulseaudio still answers after SIGKILL");
-        let _ = fs::remove_file(&pid_file);
+        let runtime = pulse.runtime_dir().to_path_buf();
+        // The harness' pulseaudio goes (the harness reaps it when it is dropped);
+        // pipewire-pulse takes its socket path.
+        pulse.kill();
         let _ = fs::remove_file(pulse.server_path());
 
         let dir = pulse.dir().join("pw");
@@ -124,7 +108,7 @@ impl<'a> PipeWire<'a> {
     /// Starts pipewire, wireplumber and pipewire-pulse; returns when `pactl info`
     /// succeeds on the PulseAudio socket.
     fn start_stack(&mut self) -> Instant {
-        let _ = fs::remove_file(self.pulse.server_path().with_file_name("pid"));
+        let _ = fs::remove_file(self.pulse.pid_file());
         let pw = self.spawn("pipewire");
         let socket = self.runtime.join("pipewire-0");
         poll_until(Duration::from_secs(5), || socket.exists().then_some(()))

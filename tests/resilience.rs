@@ -42,36 +42,17 @@ impl<'a> Restarter<'a> {
         }
     }
 
-    fn pid_file(&self) -> PathBuf {
-        self.pulse.server_path().with_file_name("pid")
-    }
-
     /// SIGKILL by pid; returns once the process is dead and the server refuses.
     fn kill(&mut self) {
-        match self.current.take() {
-            Some(mut child) => {
-                child.kill().expect("SIGKILL the restarted pulseaudio");
-                child.wait().expect("reap the restarted pulseaudio");
-            }
-            None => {
-                // The harness' server: its pid from the pid file, killed by pid; the
-                // harness reaps it when the PulseServer is dropped.
-                let pid: u32 = fs::read_to_string(self.pid_file())
-                    .expect("read pulseaudio's pid file")
-                    .trim()
-                    .parse()
-                    .expect("pid in pulseaudio's pid file");
-                send_signal(pid, "KILL");
-                let dead = poll_until(Duration::from_secs(5), || {
-                    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                    let state = stat.rsplit(')').next().unwrap_or("").trim_start();
-                    (stat.is_empty() || state.starts_with('Z')).then_some(())
-                });
-                assert!(dead.is_some(), "pulseaudio {pid} still alive after SIGKILL");
-            }
-        }
-        // A zombie's pid would pass pulseaudio's "already running" check.
-        let _ = fs::remove_file(self.pid_file());
+        let Some(mut child) = self.current.take() else {
+            // The harness' server: the harness reaps it when it is dropped.
+            self.pulse.kill();
+            return;
+        };
+        child.kill().expect("SIGKILL the restarted pulseaudio");
+        child.wait().expect("reap the restarted pulseaudio");
+        // A stale pid file would stop the next server (see PulseServer::kill).
+        let _ = fs::remove_file(self.pulse.pid_file());
         assert!(
             self.pulse.try_pactl(&["info"]).is_err(),
             "pactl info still succeeds after the server was killed"

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use super::poll_until;
+use super::{poll_until, send_signal};
 
 /// Variables that could point a child at another PulseAudio, a session bus or
 /// the journal; they are removed from every child we start.
@@ -136,6 +136,35 @@ impl PulseServer {
     /// The unix socket of this server.
     pub fn server_path(&self) -> PathBuf {
         self.runtime_dir.join("pulse").join("native")
+    }
+
+    /// The XDG_RUNTIME_DIR of this server's clients.
+    pub fn runtime_dir(&self) -> &Path {
+        &self.runtime_dir
+    }
+
+    /// pulseaudio's pid file, next to its socket.
+    pub fn pid_file(&self) -> PathBuf {
+        self.server_path().with_file_name("pid")
+    }
+
+    /// SIGKILLs this pulseaudio by pid (Drop reaps it) and returns once it is dead
+    /// and its socket refuses clients. Its pid file goes too: the zombie's pid
+    /// would pass a new server's "already running" check.
+    pub fn kill(&self) {
+        let pid = self.child.id();
+        send_signal(pid, "KILL");
+        let dead = poll_until(Duration::from_secs(5), || {
+            let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+            (stat.is_empty() || state.starts_with('Z')).then_some(())
+        });
+        assert!(dead.is_some(), "pulseaudio {pid} still alive after SIGKILL");
+        let _ = fs::remove_file(self.pid_file());
+        assert!(
+            self.try_pactl(&["info"]).is_err(),
+            "pactl info still succeeds after the server was killed"
+        );
     }
 
     /// Environment to give to every child that should talk to this server.
