@@ -3,6 +3,7 @@
 
 use super::Frame;
 
+/// A libopus decoder at 48 kHz for the daemon's mono or stereo packets.
 pub struct OpusDecoder {
     dec: opus::Decoder,
     channels: usize,
@@ -63,6 +64,7 @@ pub fn to_mono(interleaved: &[i16], channels: usize) -> Vec<f32> {
         .collect()
 }
 
+/// Root mean square level of a signal in -1..1 (0 when empty).
 pub fn rms(x: &[f32]) -> f32 {
     if x.is_empty() {
         return 0.0;

@@ -87,6 +87,7 @@ pub fn max_arrival_gap(frames: &[Frame]) -> Duration {
         .unwrap_or_default()
 }
 
+/// Median and maximum of a non-empty list of figures.
 pub fn median_max(v: &[f64]) -> (f64, f64) {
     let mut s = v.to_vec();
     s.sort_by(f64::total_cmp);
