@@ -281,8 +281,11 @@ fn case_no_upgrade(d: &Daemon, _: &Healthy) -> String {
     );
     let body = r.body_text();
     assert!(
-        body.ends_with('\n') && body.trim_end().len() > 10 && !body.trim_end().contains('\n'),
-        "426 body must be one line: {body:?}"
+        body.ends_with('\n')
+            && body.trim_end().len() > 10
+            && body.len() < 200
+            && !body.trim_end().contains('\n'),
+        "426 body must be one short line: {body:?}"
     );
     format!("426 {:?}", body.trim_end())
 }
