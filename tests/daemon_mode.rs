@@ -1,19 +1,17 @@
 //! The process around the server: --daemonize with a pid file and syslog, systemd's
-//! notify protocol, journal priority prefixes, SIGHUP reload.
+//! notify protocol, journal priority prefixes, SIGHUP reload, the refusal to run as
+//! root.
 
 mod common;
 
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::*;
-
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_novnc-audio")
-}
 
 fn recv_all(sock: &UnixDatagram, until: impl Fn(&str) -> bool, timeout: Duration) -> String {
     let mut all = String::new();
@@ -43,6 +41,7 @@ fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
     // A syslog socket of the test's own, only if the machine has none (CI has none).
     let dev_log = Path::new("/dev/log");
     let syslog = if dev_log.exists() {
+        skip("the syslog lines: /dev/log is the machine's syslog, not the test's");
         None
     } else {
         Some(UnixDatagram::bind(dev_log).expect("bind /dev/log for the test"))
@@ -51,7 +50,7 @@ fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
     let port = free_port();
     let started = Instant::now();
     let status = pulse
-        .command(bin())
+        .command(BIN)
         .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
         .arg("--daemonize")
         .arg("--pidfile")
@@ -123,7 +122,7 @@ fn notify_socket_gets_ready_status_and_stopping() {
     let sock = UnixDatagram::bind(&path).unwrap();
     let port = free_port();
     let mut child = pulse
-        .command(bin())
+        .command(BIN)
         .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
         .env("NOTIFY_SOCKET", &path)
         .env("WATCHDOG_USEC", "2000000")
@@ -158,7 +157,7 @@ fn journal_stream_gets_priority_prefixes() {
     let meta = file.metadata().unwrap();
     let port = free_port();
     let mut child = pulse
-        .command(bin())
+        .command(BIN)
         .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
         .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
         .stderr(file)
@@ -216,19 +215,51 @@ fn sighup_reloads_the_config_file() {
     assert!(text.contains("unknown key 'bogus'"), "{text}");
 }
 
+/// As root without --allow-root the daemon refuses to start: exit status 1, a
+/// message that says how to run it as a user (or with --allow-root), and nothing
+/// listening on its port.
 #[test]
 fn root_is_refused_without_allow_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("not root: nothing to check");
+    if !running_as_root() {
+        skip("not running as root");
         return;
     }
-    let out = Command::new(bin()).args(["-p", "1"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    let pulse = PulseServer::start();
+    let port = free_port();
+    let child = pulse
+        .command(BIN)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn novnc-audio");
+    let pid = child.id();
+    let waiter = thread::spawn(move || child.wait_with_output());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !waiter.is_finished() {
+        if Instant::now() > deadline {
+            send_signal(pid, "KILL");
+            let _ = waiter.join();
+            panic!("novnc-audio as root without --allow-root was still running after 5 s");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    let out = waiter.join().unwrap().expect("wait for novnc-audio");
     let err = String::from_utf8_lossy(&out.stderr);
+    println!("as root: {} {err:?}", out.status);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "exit status as root; stderr {err:?}"
+    );
     assert!(err.contains("refusing to run as root"), "{err}");
     assert!(
         err.contains("--allow-root") && err.contains("systemctl --user"),
-        "{err}"
+        "the message must say how to run it as a user (or --allow-root): {err:?}"
+    );
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err(),
+        "something listens on the port of the refused daemon"
     );
 }

@@ -1,6 +1,6 @@
 //! Hostile input: a corpus of bad requests and abusive clients, each with a precise
 //! expected answer, while a healthy client keeps streaming; plus the access controls
-//! (--max-clients, --token-file, --allow-origin) and the refusal to run as root.
+//! (--max-clients, --token-file, --allow-origin) and running out of descriptors.
 
 mod common;
 
@@ -116,12 +116,10 @@ impl Healthy {
             "{what}: {fps:.1} frames/s over {span:?}, expected 50"
         );
         let tail = &frames[frames.len().saturating_sub(25)..];
-        let mono = decode_tail(tail, 2, 0.4);
-        let f = dominant_frequency(&mono, 48000);
-        assert!(
-            rms(&mono) > 0.1 && (f - 440.0).abs() <= 10.0,
-            "{what}: the healthy client hears {f} Hz at rms {}, expected 440 Hz",
-            rms(&mono)
+        assert_tone(
+            &decode_tail(tail, 2, 0.4),
+            440.0,
+            &format!("{what}: the healthy client"),
         );
         format!(
             "{} frames over {span:.1?}, {fps:.1} fps, max ts gap {gap} ms, max arrival gap {arrival:.1?}",
@@ -147,21 +145,10 @@ enum Outcome {
 /// Sends `bytes` (a failed write is fine: the server may close early) and reads one
 /// response.
 fn send_raw(daemon: &Daemon, bytes: &[u8]) -> Outcome {
-    let mut s = TcpStream::connect(daemon.addr()).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    s.set_write_timeout(Some(Duration::from_secs(3))).unwrap();
-    let _ = s.write_all(bytes);
-    match read_response(&mut s) {
+    match exchange(daemon.addr(), bytes) {
         Ok(r) => Outcome::Response(r),
         Err(e) if e.starts_with("timeout") => Outcome::Silent(e),
         Err(e) => Outcome::Closed(e),
-    }
-}
-
-fn expect_status(daemon: &Daemon, what: &str, bytes: &[u8], status: u16) -> RawResponse {
-    match send_raw(daemon, bytes) {
-        Outcome::Response(r) if r.status == status => r,
-        other => panic!("{what}: expected HTTP {status}, got {other:?}"),
     }
 }
 
@@ -262,19 +249,6 @@ fn drains_to_end(s: &mut TcpStream, timeout: Duration) -> bool {
     false
 }
 
-fn stats_clients(daemon: &Daemon) -> u64 {
-    let r = expect_status(
-        daemon,
-        "GET /stats",
-        b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n",
-        200,
-    );
-    json_u64(&r.body_text(), "clients")
-}
-
-// ---------------------------------------------------------------------------
-// The corpus
-// ---------------------------------------------------------------------------
 // ---------------------------------------------------------------------------
 // The corpus
 // ---------------------------------------------------------------------------
@@ -307,8 +281,11 @@ fn case_no_upgrade(d: &Daemon, _: &Healthy) -> String {
     );
     let body = r.body_text();
     assert!(
-        body.ends_with('\n') && body.trim_end().len() > 10 && !body.trim_end().contains('\n'),
-        "426 body must be one line: {body:?}"
+        body.ends_with('\n')
+            && body.trim_end().len() > 10
+            && body.len() < 200
+            && !body.trim_end().contains('\n'),
+        "426 body must be one short line: {body:?}"
     );
     format!("426 {:?}", body.trim_end())
 }
@@ -469,7 +446,7 @@ fn case_ping_flood_not_reading(d: &Daemon, healthy: &Healthy) -> String {
         "a client flooding pings without reading was not disconnected ({sent} pings sent)"
     );
     let clients = poll_until(Duration::from_secs(3), || {
-        (stats_clients(d) == 1).then_some(())
+        (stats(d).u64("clients") == 1).then_some(())
     });
     assert!(clients.is_some(), "the flooder still counts as a client");
     thread::sleep(Duration::from_millis(1000));
@@ -798,60 +775,17 @@ fn origin_allow_list() {
     println!("allowed origin: {}", healthy.check(0, "allowed origin"));
 }
 
-#[test]
-fn refuses_root_without_allow_root() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        println!("skipped: not running as root");
-        return;
-    }
-    let pulse = PulseServer::start();
-    let port = free_port().to_string();
-    let out = pulse
-        .command(BIN)
-        .args(["-H", "127.0.0.1", "-p", &port])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn novnc-audio");
-    let pid = out.id();
-    let waiter = thread::spawn(move || out.wait_with_output());
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !waiter.is_finished() {
-        if Instant::now() > deadline {
-            send_signal(pid, "KILL");
-            let _ = waiter.join();
-            panic!("novnc-audio as root without --allow-root was still running after 5 s");
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-    let out = waiter.join().unwrap().expect("wait for novnc-audio");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("as root: {} {stderr:?}", out.status);
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "exit status as root; stderr {stderr:?}"
-    );
-    assert!(
-        stderr.contains("root") && stderr.contains("user") && stderr.contains("--allow-root"),
-        "the message must say how to run it as a user (or --allow-root): {stderr:?}"
-    );
-    assert!(
-        std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().unwrap())).is_err(),
-        "something listens on the port of the refused daemon"
-    );
-}
+/// What the daemon logs, once per episode, when accept() fails for want of descriptors.
+const ACCEPT_FAILING: &str = "cannot accept connections (";
 
 /// Idle connections until the daemon runs out of file descriptors (RLIMIT_NOFILE 64):
-/// it must not spin on the listener, must keep streaming, and must accept again once
-/// the handshake timeout has closed the idle connections.
+/// it must say so once (not once per attempt), must not spin on the listener, must
+/// keep streaming, and must accept again once the handshake timeout has closed the
+/// idle connections.
 #[test]
 fn fd_exhaustion_does_not_spin() {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    if !std::env::split_paths(&path).any(|d| d.join("prlimit").is_file()) {
-        println!("skipped: prlimit (util-linux) not installed");
+    if !missing_programs(&["prlimit"]).is_empty() {
+        skip("prlimit (util-linux) not installed");
         return;
     }
     let _serial = serial();
@@ -912,17 +846,36 @@ fn fd_exhaustion_does_not_spin() {
     thread::sleep(Duration::from_millis(1500));
     let cpu = cpu_time(pid) - cpu0;
     let wall = t0.elapsed();
-    let accept_errors = log().matches("accept failed").count();
+    let accept_errors: Vec<String> = log()
+        .lines()
+        .filter(|l| l.contains(ACCEPT_FAILING))
+        .map(str::to_owned)
+        .collect();
     let h = healthy.check(mark, "while the daemon is out of descriptors");
     println!(
         "fd exhaustion: {} idle connections, daemon fds {fds} (limit 64, reached: {}); \
-         daemon CPU {cpu:?} over {wall:.1?}; {accept_errors} \"accept failed\" log lines; healthy: {h}",
+         daemon CPU {cpu:?} over {wall:.1?}; accept failures logged: {accept_errors:?}; healthy: {h}",
         idle.len(),
         full.is_some()
     );
     assert!(
         full.is_some(),
         "the daemon never reached its descriptor limit ({fds})"
+    );
+    // The daemon pauses accept() for 250 ms and retries while the descriptors stay
+    // gone, and logs once per episode (an episode ends when an accept succeeds):
+    // one line here, which names the cause and the pause. A line per attempt would
+    // make six or more in the 1.5 s measured; a little slack for an accept that
+    // succeeds in between on a loaded machine.
+    assert!(
+        (1..=2).contains(&accept_errors.len()),
+        "expected one {ACCEPT_FAILING:?} line for the episode, got {accept_errors:?}; log:\n{}",
+        log()
+    );
+    assert!(
+        accept_errors[0].contains("open files") && accept_errors[0].contains("pausing accept"),
+        "the accept failure line must name the cause and the pause: {:?}",
+        accept_errors[0]
     );
     // The idle connections time out (3 s); then new clients are accepted again.
     let t_recover = Instant::now();
@@ -937,10 +890,6 @@ fn fd_exhaustion_does_not_spin() {
         again.is_some(),
         "no new client accepted 15 s after the descriptors ran out: {}",
         log().lines().rev().take(5).collect::<Vec<_>>().join("\n")
-    );
-    assert!(
-        accept_errors < 50,
-        "{accept_errors} \"accept failed\" log lines in 1.5 s: the daemon spins on the listener"
     );
     assert!(
         cpu < wall / 2,

@@ -2,13 +2,14 @@
 //! a tone played into the default sink is heard, the audio server restarted, the
 //! recorded sink unloaded. Each test runs a private session (its own dbus-daemon,
 //! XDG_RUNTIME_DIR, pipewire, wireplumber and pipewire-pulse) and kills it by pid.
-//! Skipped, with the reason printed, when those programs are not installed
-//! (Debian: pipewire pipewire-pulse wireplumber dbus-daemon).
+//! Skipped, with a "SKIPPED:" line, when those programs are not installed (Debian:
+//! pipewire pipewire-pulse wireplumber dbus); under CI=true, which installs them
+//! (scripts/test-deps.txt), they fail instead.
 
 mod common;
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -18,26 +19,17 @@ use common::*;
 
 const PROGRAMS: &[&str] = &["pipewire", "wireplumber", "pipewire-pulse", "dbus-daemon"];
 
-/// The programs of PROGRAMS that are not on PATH.
-fn missing_programs() -> Vec<&'static str> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    PROGRAMS
-        .iter()
-        .copied()
-        .filter(|p| !std::env::split_paths(&path).any(|d| d.join(p).is_file()))
-        .collect()
-}
-
-/// Returns true (after saying why) when the test cannot run here.
-fn skip() -> bool {
-    let missing = missing_programs();
+/// Returns true (after saying why, see `skip`) when the PipeWire programs are not
+/// installed.
+fn cannot_run() -> bool {
+    let missing = missing_programs(PROGRAMS);
     if missing.is_empty() {
         return false;
     }
-    println!(
-        "skipped: {} not installed (apt-get install pipewire pipewire-pulse wireplumber dbus-daemon)",
+    skip(&format!(
+        "{} not installed (apt-get install pipewire pipewire-pulse wireplumber dbus)",
         missing.join(", ")
-    );
+    ));
     true
 }
 
@@ -59,26 +51,10 @@ struct PipeWire<'a> {
 
 impl<'a> PipeWire<'a> {
     fn start(pulse: &'a PulseServer) -> PipeWire<'a> {
-        let runtime = pulse
-            .server_path()
-            .parent()
-            .and_then(Path::parent)
-            .unwrap()
-            .to_path_buf();
-        // The harness' pulseaudio: its pid from its pid file, SIGKILL; the harness
-        // reaps it when the PulseServer is dropped.
-        let pid_file = pulse.server_path().with_file_name("pid");
-        let pid: u32 = fs::read_to_string(&pid_file)
-            .expect("pulseaudio pid file")
-            .trim()
-            .parse()
-            .expect("pid");
-        send_signal(pid, "KILL");
-        poll_until(Duration::from_secs(5), || {
-            pulse.try_pactl(&["info"]).is_err().then_some(())
-        })
-        .expect("pulseaudio still answers after SIGKILL");
-        let _ = fs::remove_file(&pid_file);
+        let runtime = pulse.runtime_dir().to_path_buf();
+        // The harness' pulseaudio goes (the harness reaps it when it is dropped);
+        // pipewire-pulse takes its socket path.
+        pulse.kill();
         let _ = fs::remove_file(pulse.server_path());
 
         let dir = pulse.dir().join("pw");
@@ -132,7 +108,7 @@ impl<'a> PipeWire<'a> {
     /// Starts pipewire, wireplumber and pipewire-pulse; returns when `pactl info`
     /// succeeds on the PulseAudio socket.
     fn start_stack(&mut self) -> Instant {
-        let _ = fs::remove_file(self.pulse.server_path().with_file_name("pid"));
+        let _ = fs::remove_file(self.pulse.pid_file());
         let pw = self.spawn("pipewire");
         let socket = self.runtime.join("pipewire-0");
         poll_until(Duration::from_secs(5), || socket.exists().then_some(()))
@@ -251,7 +227,7 @@ fn recording_from(daemon: &Daemon) -> Option<String> {
 /// whatever the daemon records, a tone played into the default sink must be heard.
 #[test]
 fn pipewire_tone_into_default_sink_is_heard() {
-    if skip() {
+    if cannot_run() {
         return;
     }
     let _serial = serial();
@@ -355,7 +331,7 @@ fn start_daemon(pulse: &PulseServer) -> Daemon {
 
 #[test]
 fn pipewire_restarted() {
-    if skip() {
+    if cannot_run() {
         return;
     }
     let _serial = serial();
@@ -384,7 +360,7 @@ fn pipewire_restarted() {
 
 #[test]
 fn pipewire_recorded_sink_unloaded() {
-    if skip() {
+    if cannot_run() {
         return;
     }
     let _serial = serial();

@@ -10,35 +10,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use tungstenite::protocol::frame::coding::CloseCode;
 
-const SINK: &str = "novnc_audio";
-
-/// A private server plus a daemon that has created and selected its sink.
-fn setup(args: &[&str]) -> (PulseServer, Daemon) {
-    let pulse = PulseServer::start();
-    assert!(pulse.sinks().is_empty(), "a fresh test server has no sinks");
-    let daemon = Daemon::start(&pulse, args);
-    assert!(
-        pulse.wait_default_sink(SINK, Duration::from_secs(5)),
-        "daemon did not create and select the null sink {SINK} within 5 s; sinks {:?}, default {:?}",
-        pulse.sinks(),
-        pulse.default_sink()
-    );
-    (pulse, daemon)
-}
-
-fn assert_tone(mono: &[f32], freq: f64, what: &str) {
-    let level = rms(mono);
-    assert!(
-        level > 0.1,
-        "{what}: expected a {freq} Hz tone, got near silence (rms {level:.4})"
-    );
-    let got = dominant_frequency(mono, 48000);
-    assert!(
-        (got - freq).abs() <= 10.0,
-        "{what}: dominant frequency {got} Hz, expected {freq} ± 10 Hz"
-    );
-}
-
 /// Arrival-rate window: starts 0.5 s after the first frame.
 fn window_rate(frames: &[Frame], secs: f64) -> f64 {
     arrival_rate(
@@ -266,10 +237,6 @@ fn daemon_alive(d: &Daemon) -> bool {
     std::net::TcpStream::connect(d.addr()).is_ok()
 }
 
-fn is_tone_frame(mono: &[f32], freq: f64) -> bool {
-    rms(mono) > 0.05 && (dominant_frequency(mono, 48000) - freq).abs() <= 30.0
-}
-
 #[test]
 fn follows_default_sink_change() {
     let (pulse, daemon) = setup(&["--log-level", "debug"]);
@@ -472,11 +439,7 @@ fn slow_client_does_not_delay_others() {
         Duration::from_millis(3500),
     );
     let gap = max_ts_gap(&frames);
-    let arrival_gap = frames
-        .windows(2)
-        .map(|w| w[1].received - w[0].received)
-        .max()
-        .unwrap_or_default();
+    let arrival_gap = max_arrival_gap(&frames);
     println!(
         "healthy client next to slow ones: {fps:.2} fps, max ts gap {gap} ms, max arrival gap {arrival_gap:?}"
     );

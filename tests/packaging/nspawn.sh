@@ -41,13 +41,51 @@ fi
 [ -f "$deb" ] || { bad "$deb missing"; exit 1; }
 
 # --- root file system (cached) ---------------------------------------------------------------
+# The first Debian bookworm mirror of this machine's apt sources, and nothing else:
+# the machine knows which mirror it may reach (a closed network, a proxy, a local
+# copy). deb822 stanzas of sources.list.d/*.sources first (Types with deb, Suites
+# with bookworm, not Enabled: no), then one-line entries of sources.list and
+# sources.list.d/*.list ("deb [options] URI bookworm ..."). Comments are skipped.
+apt_mirror() {
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk '
+		function flush() {
+			if (uri != "" && types ~ / deb( |$)/ && suites ~ / bookworm( |$)/ && enabled != "no") {
+				print uri
+				found = 1
+				exit
+			}
+			uri = ""; types = ""; suites = ""; enabled = ""
+		}
+		/^[ \t]*#/ { next }
+		/^[ \t]*$/ { flush(); next }
+		{ key = tolower($1) }
+		key == "types:" { $1 = ""; types = $0 }
+		key == "suites:" { $1 = ""; suites = $0 }
+		key == "enabled:" { enabled = tolower($2) }
+		key == "uris:" { for (i = 2; i <= NF; i++) if ($i ~ /^([a-z]+:\/\/|file:\/)/) { uri = $i; break } }
+		END { if (!found) flush() }
+		' "$f"
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		awk '
+		$1 == "deb" {
+			i = 2
+			if ($i ~ /^\[/) { while (i < NF && $i !~ /\]$/) i++; i++ }
+			if ($i ~ /^([a-z]+:\/\/|file:\/)/ && $(i + 1) == "bookworm") { print $i; exit }
+		}' "$f"
+	done
+}
 if [ ! -f "$rootfs/.novnc-audio-complete" ]; then
-	# The first bookworm mirror of the host's apt sources (deb822 or one-line).
-	mirror=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null |
-		awk '/^URIs:/ { uri = $2 } /^Suites:/ && / bookworm( |$)/ && uri { print uri; exit }')
-	[ -n "$mirror" ] || mirror=$(grep -hs '^deb .* bookworm ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list |
-		awk '{ for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }')
-	mirror=${mirror:-http://deb.debian.org/debian}
+	mirror=$(apt_mirror | head -n 1)
+	if [ -z "$mirror" ]; then
+		bad "no Debian bookworm mirror in this machine's apt sources (/etc/apt/sources.list," \
+			"/etc/apt/sources.list.d/*.list or *.sources): add the bookworm mirror this machine" \
+			"uses, then run again"
+		exit 1
+	fi
 	say "debootstrapping bookworm from $mirror into $rootfs (once)"
 	mkdir -p "$cache"
 	rm -rf "$rootfs.new"

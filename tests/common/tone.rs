@@ -1,0 +1,141 @@
+//! The sound the tests play: a continuous sine written to pacat, and where its
+//! stream plays (sink input, sink) as the server sees it.
+
+use std::io::Write;
+use std::process::{Child, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use super::{poll_until, PulseServer};
+
+/// A continuous sine played with pacat into a sink of a `PulseServer`.
+pub struct Tone {
+    child: Child,
+    stop: Arc<AtomicBool>,
+    writer: Option<JoinHandle<()>>,
+}
+
+impl Tone {
+    pub fn play(pulse: &PulseServer, sink: Option<&str>, freq_hz: f64) -> Tone {
+        Self::play_with(pulse, sink, freq_hz, 48000, 2)
+    }
+
+    pub fn play_with(
+        pulse: &PulseServer,
+        sink: Option<&str>,
+        freq_hz: f64,
+        rate: u32,
+        channels: u32,
+    ) -> Tone {
+        let mut cmd = pulse.command("pacat");
+        cmd.args([
+            "--playback",
+            "--raw",
+            "--format=s16le",
+            &format!("--rate={rate}"),
+            &format!("--channels={channels}"),
+            "--latency-msec=20",
+        ]);
+        if let Some(s) = sink {
+            cmd.arg(format!("--device={s}"));
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().expect("spawn pacat");
+        let mut stdin = child.stdin.take().unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let writer = thread::spawn(move || {
+            let frames_per_chunk = (rate / 100) as usize; // 10 ms
+            let step = 2.0 * std::f64::consts::PI * freq_hz / rate as f64;
+            let mut phase = 0.0f64;
+            let mut buf = Vec::with_capacity(frames_per_chunk * channels as usize * 2);
+            while !stop2.load(Ordering::Relaxed) {
+                buf.clear();
+                for _ in 0..frames_per_chunk {
+                    let v = (phase.sin() * 16384.0) as i16;
+                    phase += step;
+                    if phase > 2.0 * std::f64::consts::PI {
+                        phase -= 2.0 * std::f64::consts::PI;
+                    }
+                    for _ in 0..channels {
+                        buf.extend_from_slice(&v.to_le_bytes());
+                    }
+                }
+                if stdin.write_all(&buf).is_err() {
+                    break;
+                }
+            }
+        });
+        Tone {
+            child,
+            stop,
+            writer: Some(writer),
+        }
+    }
+}
+
+impl Tone {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The index of this tone's sink input (polls up to 5 s for it to appear).
+    pub fn sink_input(&self, pulse: &PulseServer) -> u32 {
+        let needle = format!("application.process.id = \"{}\"", self.pid());
+        poll_until(Duration::from_secs(5), || {
+            let list = pulse.pactl(&["list", "sink-inputs"]);
+            list.split("Sink Input #").skip(1).find_map(|block| {
+                block
+                    .contains(&needle)
+                    .then(|| block.split_whitespace().next()?.parse().ok())
+                    .flatten()
+            })
+        })
+        .unwrap_or_else(|| panic!("no sink input for pacat pid {}", self.pid()))
+    }
+
+    /// Move this tone to `sink` with `pactl move-sink-input`. A move to a sink
+    /// that is not the default makes it the stream's preferred sink, so a later
+    /// default-sink change leaves the stream where it is. (A stream that merely
+    /// started on a sink, `pacat --device=`, is carried along to the new default.)
+    pub fn move_to(&self, pulse: &PulseServer, sink: &str) {
+        let idx = self.sink_input(pulse).to_string();
+        pulse.pactl(&["move-sink-input", &idx, sink]);
+    }
+
+    /// Name of the sink this tone is playing into right now.
+    pub fn sink_name(&self, pulse: &PulseServer) -> String {
+        let idx = self.sink_input(pulse).to_string();
+        let sink_idx = pulse
+            .pactl(&["list", "short", "sink-inputs"])
+            .lines()
+            .find_map(|l| {
+                let mut cols = l.split('\t');
+                (cols.next() == Some(idx.as_str())).then(|| cols.next().map(str::to_owned))?
+            })
+            .expect("sink input listed");
+        pulse
+            .pactl(&["list", "short", "sinks"])
+            .lines()
+            .find_map(|l| {
+                let mut cols = l.split('\t');
+                (cols.next() == Some(sink_idx.as_str())).then(|| cols.next().map(str::to_owned))?
+            })
+            .expect("sink listed")
+    }
+}
+
+impl Drop for Tone {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if let Some(w) = self.writer.take() {
+            let _ = w.join();
+        }
+    }
+}
