@@ -4,6 +4,7 @@
 use crate::capture::CaptureError;
 use crate::config::ConfigError;
 use crate::encoder::EncodeError;
+use crate::mic::MicError;
 use crate::transport::{ListenError, TlsError};
 use crate::web::TokenError;
 
@@ -26,6 +27,8 @@ pub enum Error {
     Pulse(#[from] CaptureError),
     #[error(transparent)]
     Encoder(#[from] EncodeError),
+    #[error("PulseAudio: {0}")]
+    Microphone(#[from] MicError),
 }
 
 impl Error {
@@ -58,6 +61,7 @@ mod tests {
         let hooks = crate::transport::TransportHooks {
             on_listening: Box::new(|_| {}),
             render_stats: Box::new(|_, _| String::new()),
+            speaker: None,
         };
         let err = match Transport::start(config.websocket.clone(), codecs, config.format(), hooks) {
             Ok(_) => panic!("started with a missing token file"),

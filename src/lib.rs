@@ -36,6 +36,7 @@ pub mod errors {
     pub use crate::capture::CaptureError;
     pub use crate::config::ConfigError;
     pub use crate::encoder::EncodeError;
+    pub use crate::mic::MicError;
     pub use crate::transport::{ListenError, TlsError};
     pub use crate::web::TokenError;
 }

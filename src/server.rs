@@ -13,10 +13,11 @@ use crate::capture::{Capture, CaptureEvent};
 use crate::config::{self, Config};
 use crate::encoder::OpusEncoder;
 use crate::error::Error;
+use crate::mic::{MicConfig, Microphone};
 use crate::notify;
 use crate::pipeline::Pipeline;
 use crate::stats::{CaptureStatus, Stats, TransportStats};
-use crate::transport::{Transport, TransportHooks};
+use crate::transport::{SpeakerHooks, Transport, TransportHooks};
 use crate::web::stats::{render_json, render_prometheus};
 use crate::web::{Codecs, StatsFormat};
 use log::{info, warn};
@@ -29,6 +30,7 @@ struct Shared {
     started: Instant,
     capture: RefCell<Option<Capture>>,
     transport: RefCell<Option<Transport>>,
+    microphone: Option<Rc<Microphone>>,
     pipeline: RefCell<Pipeline>,
     main_loop: glib::MainLoop,
     reloader: Option<Reloader>,
@@ -50,11 +52,19 @@ impl Server {
             None
         };
         let pipeline = Pipeline::new(format, opus);
+        let microphone = if config.microphone.enabled {
+            Some(Rc::new(Microphone::new(MicConfig {
+                source_name: config.microphone.source_name.clone(),
+            })?))
+        } else {
+            None
+        };
         let shared = Rc::new(Shared {
             config: RefCell::new(config.clone()),
             started: Instant::now(),
             capture: RefCell::new(None),
             transport: RefCell::new(None),
+            microphone: microphone.clone(),
             pipeline: RefCell::new(pipeline),
             main_loop: glib::MainLoop::new(None, false),
             reloader,
@@ -81,6 +91,20 @@ impl Server {
                 match format {
                     StatsFormat::Prometheus => render_prometheus(&stats, &config),
                     StatsFormat::Json => render_json(&stats, &config),
+                }
+            }),
+            speaker: microphone.map(|mic| {
+                let joined = mic.clone();
+                SpeakerHooks {
+                    path: config.microphone.path.clone(),
+                    on_speaker: Box::new(move |here| {
+                        if here {
+                            joined.speaker_joined()
+                        } else {
+                            joined.speaker_left()
+                        }
+                    }),
+                    on_message: Box::new(move |msg| mic.receive(msg, Instant::now())),
                 }
             }),
         };
@@ -220,6 +244,7 @@ fn snapshot(s: &Shared, transport: TransportStats) -> Stats {
             .unwrap_or_else(CaptureStatus::idle),
         transport,
         pipeline: s.pipeline.borrow().stats,
+        microphone: s.microphone.as_ref().map(|m| m.status()),
     }
 }
 
@@ -248,6 +273,9 @@ fn shutdown(s: &Shared) {
     }
     if let Some(c) = s.capture.borrow_mut().take() {
         c.stop();
+    }
+    if let Some(m) = &s.microphone {
+        m.stop();
     }
     s.main_loop.quit();
 }

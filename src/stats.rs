@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+pub use crate::mic::{MicStatus, SpeakerStats};
+
 /// A snapshot of what the daemon is doing.
 #[derive(Debug, Clone)]
 pub struct Stats {
@@ -11,6 +13,8 @@ pub struct Stats {
     pub capture: CaptureStatus,
     pub transport: TransportStats,
     pub pipeline: PipelineStats,
+    /// `None` unless `--microphone`.
+    pub microphone: Option<MicStatus>,
 }
 
 /// Connection to the audio server, as shown in stats and logs.
@@ -69,6 +73,10 @@ pub struct TransportStats {
     pub bytes_sent: u64,
     pub dropped_slow_client: u64,
     pub disconnected_stalled: u64,
+    /// A speaker is connected to the microphone.
+    pub speaker_connected: bool,
+    /// Speakers closed for what they sent, by close code.
+    pub speakers_rejected: HashMap<u16, u64>,
     /// Requests answered with an error, by HTTP status.
     pub rejected: HashMap<u16, u64>,
 }

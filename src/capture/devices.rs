@@ -83,8 +83,14 @@ pub(super) fn decide(snap: &Snapshot, config: &CaptureConfig, sink_created: bool
         Device::FollowDefault => true,
         Device::Named(n) => *n == config.sink_name && config.monitor,
     };
-    let own_sink_exists = snap.sinks.iter().any(|s| s.name == config.sink_name);
-    if snap.sinks.is_empty() && wants_own_sink && !own_sink_exists {
+    // The sinks to listen to: not the microphone's feed.
+    let sinks: Vec<&SinkRecord> = snap
+        .sinks
+        .iter()
+        .filter(|s| !config.ignored_sinks.contains(&s.name))
+        .collect();
+    let own_sink_exists = sinks.iter().any(|s| s.name == config.sink_name);
+    if sinks.is_empty() && wants_own_sink && !own_sink_exists {
         return Decision::CreateNullSink;
     }
     let restore_default = sink_created
@@ -92,13 +98,13 @@ pub(super) fn decide(snap: &Snapshot, config: &CaptureConfig, sink_created: bool
         && snap
             .default_sink
             .as_deref()
-            .is_none_or(|d| !snap.sinks.iter().any(|s| s.name == d));
+            .is_none_or(|d| !sinks.iter().any(|s| s.name == d));
     let source = match &config.device {
         Device::FollowDefault => snap
             .default_sink
             .as_deref()
-            .and_then(|d| snap.sinks.iter().find(|s| s.name == d))
-            .or_else(|| snap.sinks.first())
+            .and_then(|d| sinks.iter().find(|s| s.name == d))
+            .or_else(|| sinks.first())
             .map(|s| s.monitor.clone())
             .ok_or(Wait::NoSink),
         Device::Named(name) if config.monitor => {

@@ -7,7 +7,7 @@ use super::options::{boolean, int, one, path, shown_path, OptionDef, Setting};
 use crate::audio::{Codec, Device, OpusApplication};
 
 use super::options::Reload::{Live, Restart, StartOnly};
-use super::options::RestartGroup::{Capture, Encoder, Listener, Process};
+use super::options::RestartGroup::{Capture, Encoder, Listener, Microphone, Process};
 
 /// Every option the daemon understands, in `--help` order.
 pub static OPTIONS: &[OptionDef] = &[
@@ -384,6 +384,64 @@ pub static OPTIONS: &[OptionDef] = &[
             reset: None,
             reload: Live(|c, new| c.websocket.handshake_timeout = new.websocket.handshake_timeout),
             example: "9",
+        }),
+    },
+    OptionDef {
+        short: "",
+        long: "microphone",
+        value: None,
+        help: "take the browser's microphone on --mic-path and offer it as a source",
+        setting: Some(Setting {
+            set: |c, v| {
+                c.microphone.enabled = boolean(v)?;
+                Ok(())
+            },
+            show: |c| one(c.microphone.enabled),
+            reset: None,
+            reload: Restart(Microphone),
+            example: "true",
+        }),
+    },
+    OptionDef {
+        short: "",
+        long: "mic-path",
+        value: Some("PATH"),
+        help: "WebSocket path of the microphone (default /mic)",
+        setting: Some(Setting {
+            set: |c, v| {
+                if !v.starts_with('/') || v.contains(char::is_whitespace) || v.contains('?') {
+                    return Err("a path starting with / such as /mic".into());
+                }
+                c.microphone.path = v.to_string();
+                Ok(())
+            },
+            show: |c| one(&c.microphone.path),
+            reset: None,
+            reload: Restart(Microphone),
+            example: "/speak",
+        }),
+    },
+    OptionDef {
+        short: "",
+        long: "mic-source-name",
+        value: Some("NAME"),
+        help: "source the microphone becomes (default novnc_mic)",
+        setting: Some(Setting {
+            set: |c, v| {
+                let ok = !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c));
+                if !ok {
+                    return Err("letters, digits, '_', '-' or '.'".into());
+                }
+                c.microphone.source_name = v.to_string();
+                c.capture.ignored_sinks = vec![crate::mic::feed_sink_name(v)];
+                Ok(())
+            },
+            show: |c| one(&c.microphone.source_name),
+            reset: None,
+            reload: Restart(Microphone),
+            example: "my_mic",
         }),
     },
     OptionDef {

@@ -24,6 +24,10 @@ pub struct CaptureConfig {
     /// make frames wait for it, a smaller one costs wakeups for nothing.
     pub latency_us: u32,
     pub sink_name: String,
+    /// Sinks that are not for listening: the microphone's feed (`<mic-source-name>_feed`),
+    /// which must never be recorded nor taken for the server's sink (it may outlive a
+    /// run with `--microphone`, so it is ignored with the microphone off too).
+    pub ignored_sinks: Vec<String>,
 }
 
 /// The encode stage.
@@ -52,6 +56,16 @@ pub struct WebSocketConfig {
     pub tls_key: Option<PathBuf>,
 }
 
+/// The way back: the browser's microphone as a PulseAudio source (off by default).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MicrophoneConfig {
+    pub enabled: bool,
+    /// The speaker's WebSocket path, on the stream's port.
+    pub path: String,
+    /// The source applications record from (its feed sink is `<name>_feed`).
+    pub source_name: String,
+}
+
 /// Process-level settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DaemonConfig {
@@ -67,6 +81,7 @@ pub struct Config {
     pub capture: CaptureConfig,
     pub encoder: EncoderConfig,
     pub websocket: WebSocketConfig,
+    pub microphone: MicrophoneConfig,
     pub daemon: DaemonConfig,
 }
 
@@ -80,6 +95,7 @@ impl Default for Config {
                 channels: 2,
                 latency_us: 20000,
                 sink_name: "novnc_audio".into(),
+                ignored_sinks: vec![crate::mic::feed_sink_name("novnc_mic")],
             },
             encoder: EncoderConfig {
                 codec: Codec::Opus,
@@ -99,6 +115,11 @@ impl Default for Config {
                 handshake_timeout: Duration::from_secs(5),
                 tls_cert: None,
                 tls_key: None,
+            },
+            microphone: MicrophoneConfig {
+                enabled: false,
+                path: "/mic".into(),
+                source_name: "novnc_mic".into(),
             },
             daemon: DaemonConfig {
                 config_file: None,
@@ -202,6 +223,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "--tls-cert and --tls-key go together: give both or neither".into(),
             ));
+        }
+        if self.microphone.enabled && self.microphone.path == self.websocket.path {
+            return Err(ConfigError::Invalid(format!(
+                "--mic-path {} is the stream's --path: give the microphone a path of its own",
+                self.microphone.path
+            )));
         }
         if self.daemon.pidfile.is_some() && !self.daemon.daemonize {
             return Err(ConfigError::Invalid(

@@ -53,6 +53,7 @@ pub enum RestartGroup {
     Capture,
     Encoder,
     Listener,
+    Microphone,
     Process,
 }
 
@@ -64,6 +65,7 @@ impl RestartGroup {
             }
             RestartGroup::Encoder => "codec, frame-ms or opus-application",
             RestartGroup::Listener => "host, port or path",
+            RestartGroup::Microphone => "microphone, mic-path or mic-source-name",
             RestartGroup::Process => "daemonize or pidfile",
         }
     }

@@ -261,6 +261,7 @@ fn reload_applies_live_settings_and_names_the_rest() {
             RestartGroup::Capture.label(),
             RestartGroup::Encoder.label(),
             RestartGroup::Listener.label(),
+            RestartGroup::Microphone.label(),
             RestartGroup::Process.label(),
         ]
     );

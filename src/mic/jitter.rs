@@ -98,6 +98,7 @@ impl JitterBuffer {
         self.level
     }
 
+    #[cfg(test)]
     pub fn is_playing(&self) -> bool {
         self.playing
     }

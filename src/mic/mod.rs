@@ -16,5 +16,14 @@ pub mod source;
 pub mod speaker;
 
 pub use message::Rejection;
-pub use source::{MicConfig, MicStatus, Microphone};
+
+/// The microphone could not even be set up (a lost server is not an error: it reconnects).
+#[derive(Debug, thiserror::Error)]
+pub enum MicError {
+    #[error("microphone: cannot create the libpulse glib main loop")]
+    Mainloop,
+    #[error("microphone: {0}")]
+    Decoder(String),
+}
+pub use source::{feed_sink_name, MicConfig, MicStatus, Microphone};
 pub use speaker::SpeakerStats;

@@ -43,7 +43,8 @@ use pulse::stream::{FlagSet as StreamFlags, SeekMode, State as StreamState, Stre
 use super::decode::RATE;
 use super::message::Rejection;
 use super::speaker::{Speaker, SpeakerStats};
-use crate::{debug, error, info, warn};
+use super::MicError;
+use log::{debug, error, info, warn};
 
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
@@ -81,6 +82,8 @@ pub struct MicStatus {
     pub source: Option<String>,
     /// Did this process load the feed sink or the remap source (since it started)?
     pub source_created: bool,
+    /// Audio waiting in the jitter buffer.
+    pub buffered_ms: u64,
     pub speaker: SpeakerStats,
 }
 
@@ -195,9 +198,9 @@ fn defer(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) + 'static) {
 
 impl Microphone {
     /// Nothing happens in PulseAudio until the first speaker arrives.
-    pub fn new(config: MicConfig) -> Result<Microphone, String> {
-        let mainloop = Mainloop::new(None).ok_or("cannot create the libpulse glib main loop")?;
-        let speaker = Speaker::new()?;
+    pub fn new(config: MicConfig) -> Result<Microphone, MicError> {
+        let mainloop = Mainloop::new(None).ok_or(MicError::Mainloop)?;
+        let speaker = Speaker::new().map_err(MicError::Decoder)?;
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 config,
@@ -232,6 +235,7 @@ impl Microphone {
         let inner = self.inner.borrow();
         MicStatus {
             speaker: inner.speaker.stats(),
+            buffered_ms: inner.speaker.buffered() as u64 * 1000 / RATE as u64,
             ..inner.status.clone()
         }
     }

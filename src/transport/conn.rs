@@ -16,6 +16,7 @@ use super::client_io::{set_sndbuf, ClientIo};
 use super::hub::Hub;
 use super::{remove_source, MAX_CLIENT_MESSAGE, MAX_CONTROL_BACKLOG, MAX_MESSAGES_PER_WAKEUP};
 use crate::audio::Codec;
+use crate::mic::{self, Rejection};
 use crate::web::http::{self, Parse, Reply, Request};
 use crate::web::{Route, RouteContext};
 
@@ -29,8 +30,26 @@ pub(super) struct HttpConn {
 
 pub(super) struct WsConn {
     pub(super) ws: WebSocket<ClientIo>,
-    pub(super) codec: Codec,
+    pub(super) role: WsRole,
     pub(super) closing: bool,
+}
+
+/// What a WebSocket client is here for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum WsRole {
+    /// Listens to the stream in this codec.
+    Listener(Codec),
+    /// Speaks into the microphone: sends audio, receives none.
+    Speaker {
+        /// The microphone was told this speaker left.
+        left: bool,
+    },
+}
+
+impl WsConn {
+    pub(super) fn is_speaker(&self) -> bool {
+        matches!(self.role, WsRole::Speaker { .. })
+    }
 }
 
 pub(super) enum ConnKind {
@@ -176,13 +195,18 @@ impl Hub {
             let render = |format| (hooks.render_stats)(stats, format);
             let ctx = RouteContext {
                 clients: stats.clients,
+                speaker_connected: stats.speaker_connected,
                 render_stats: &render,
             };
             self.router.route(&req, &ctx)
         };
         let reply = match route {
             Route::Upgrade(u) => {
-                self.upgrade(id, &u.key, u.protocol.as_deref(), u.codec);
+                self.upgrade(id, &u.key, u.protocol.as_deref(), Some(u.codec));
+                return;
+            }
+            Route::Speaker { key, protocol } => {
+                self.upgrade(id, &key, protocol.as_deref(), None);
                 return;
             }
             Route::Reply(reply) => reply,
@@ -210,7 +234,8 @@ impl Hub {
         self.flush(id);
     }
 
-    fn upgrade(&mut self, id: u64, key: &str, protocol: Option<&str>, codec: Codec) {
+    /// Switches to WebSocket: a listener of `codec`, or the speaker (`None`).
+    fn upgrade(&mut self, id: u64, key: &str, protocol: Option<&str>, codec: Option<Codec>) {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
@@ -223,14 +248,33 @@ impl Hub {
         set_sndbuf(&h.io.sock, self.sndbuf);
         h.io.enqueue_control(http::switching_protocols(key, protocol));
         h.io.last_progress = Instant::now();
+        let max_message = match codec {
+            Some(_) => MAX_CLIENT_MESSAGE,
+            None => mic::message::MAX_MESSAGE,
+        };
         let config = WsProtoConfig::default()
             .read_buffer_size(4096)
-            .max_message_size(Some(MAX_CLIENT_MESSAGE))
-            .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
         let ws = WebSocket::from_raw_socket(h.io, Role::Server, Some(config));
+        let Some(codec) = codec else {
+            conn.kind = ConnKind::Ws(Box::new(WsConn {
+                ws,
+                role: WsRole::Speaker { left: false },
+                closing: false,
+            }));
+            info!("speaker {} connected to the microphone", conn.peer);
+            self.conns.insert(id, conn);
+            self.stats.speaker_connected = true;
+            if let Some(speaker) = &self.hooks.speaker {
+                (speaker.on_speaker)(true);
+            }
+            self.flush(id);
+            return;
+        };
         conn.kind = ConnKind::Ws(Box::new(WsConn {
             ws,
-            codec,
+            role: WsRole::Listener(codec),
             closing: false,
         }));
         info!(
@@ -258,8 +302,11 @@ impl Hub {
             return;
         };
         let peer = conn.peer;
+        let speaker = w.is_speaker();
         let mut gone = false;
-        let mut close_with: Option<(CloseCode, &'static str)> = None;
+        let mut close_with: Option<(CloseCode, String)> = None;
+        let hooks = self.hooks.clone();
+        let mut rejected: Option<u16> = None;
         // Stays true only if the loop stops at the cap, with messages possibly left in
         // tungstenite's buffer where no fd watch can see them.
         let mut more = true;
@@ -272,6 +319,29 @@ impl Hub {
                     w.closing = true;
                     more = true;
                 }
+                Ok(Message::Binary(data)) if speaker => {
+                    more = true;
+                    if w.closing {
+                        continue;
+                    }
+                    let result = match &hooks.speaker {
+                        Some(speaker) => (speaker.on_message)(&data),
+                        None => Ok(()),
+                    };
+                    if let Err(r) = result {
+                        info!("speaker {peer}: {r}; closing");
+                        rejected = Some(r.code);
+                        close_with = Some((CloseCode::from(r.code), r.reason));
+                        break;
+                    }
+                }
+                Ok(Message::Text(_)) if speaker => {
+                    let r = Rejection::text_message();
+                    info!("speaker {peer}: {r}; closing");
+                    rejected = Some(r.code);
+                    close_with = Some((CloseCode::from(r.code), r.reason));
+                    break;
+                }
                 Ok(_) => more = true, // data, pings (answered by tungstenite), pongs: ignored
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -283,9 +353,22 @@ impl Hub {
                     }
                     break;
                 }
+                Err(tungstenite::Error::Capacity(e)) if speaker => {
+                    let r = Rejection::new(
+                        mic::message::CLOSE_TOO_BIG,
+                        format!(
+                            "message too big: at most {} bytes",
+                            mic::message::MAX_MESSAGE
+                        ),
+                    );
+                    info!("speaker {peer}: {e}; closing with {}", r.code);
+                    rejected = Some(r.code);
+                    close_with = Some((CloseCode::from(r.code), r.reason));
+                    break;
+                }
                 Err(tungstenite::Error::Capacity(e)) => {
                     info!("client {peer} sent an oversized message ({e}); closing with 1009");
-                    close_with = Some((CloseCode::Size, "message too big"));
+                    close_with = Some((CloseCode::Size, "message too big".into()));
                     break;
                 }
                 Err(tungstenite::Error::Protocol(
@@ -302,7 +385,7 @@ impl Hub {
                         info!(
                             "client {peer} broke the WebSocket protocol ({e}); closing with 1002"
                         );
-                        close_with = Some((CloseCode::Protocol, "protocol error"));
+                        close_with = Some((CloseCode::Protocol, "protocol error".into()));
                     }
                     break;
                 }
@@ -325,6 +408,11 @@ impl Hub {
                 reason: reason.into(),
             }));
             w.closing = true;
+        }
+        if let Some(code) = rejected {
+            // Silence at once, not when the close handshake ends.
+            *self.stats.speakers_rejected.entry(code).or_insert(0) += 1;
+            self.speaker_left(id);
         }
         if gone {
             self.remove(id);

@@ -14,7 +14,7 @@ use glib::{ControlFlow, IOCondition, SourceId};
 use log::{debug, info, warn};
 
 use super::client_io::{ClientIo, Flush};
-use super::conn::{Conn, ConnKind, HttpConn};
+use super::conn::{Conn, ConnKind, HttpConn, WsRole};
 use super::{remove_source, TransportHooks, ACCEPT_PAUSE, STALL_LIMIT};
 use crate::audio::Codec;
 use crate::config::WebSocketConfig;
@@ -64,7 +64,7 @@ impl FrameSink for Hub {
             let ConnKind::Ws(w) = &mut conn.kind else {
                 continue;
             };
-            if w.codec != codec || w.closing {
+            if w.role != WsRole::Listener(codec) || w.closing {
                 continue;
             }
             let io = w.ws.get_mut();
@@ -290,7 +290,26 @@ impl Hub {
         ));
     }
 
+    /// Tells the microphone, once, that the speaker `id` is gone (closed by us or not).
+    pub(super) fn speaker_left(&mut self, id: u64) {
+        let Some(ConnKind::Ws(w)) = self.conns.get_mut(&id).map(|c| &mut c.kind) else {
+            return;
+        };
+        let WsRole::Speaker { left } = &mut w.role else {
+            return;
+        };
+        if *left {
+            return;
+        }
+        *left = true;
+        self.stats.speaker_connected = false;
+        if let Some(speaker) = &self.hooks.speaker {
+            (speaker.on_speaker)(false);
+        }
+    }
+
     pub(super) fn remove(&mut self, id: u64) {
+        self.speaker_left(id);
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
@@ -306,18 +325,21 @@ impl Hub {
                     remove_source(t);
                 }
             }
-            ConnKind::Ws(w) => {
-                self.stats.clients -= 1;
-                match w.codec {
-                    Codec::Opus => self.stats.opus_clients -= 1,
-                    Codec::Pcm => self.stats.pcm_clients -= 1,
+            ConnKind::Ws(w) => match w.role {
+                WsRole::Speaker { .. } => info!("speaker {} disconnected", conn.peer),
+                WsRole::Listener(codec) => {
+                    self.stats.clients -= 1;
+                    match codec {
+                        Codec::Opus => self.stats.opus_clients -= 1,
+                        Codec::Pcm => self.stats.pcm_clients -= 1,
+                    }
+                    info!(
+                        "client {} disconnected ({} left)",
+                        conn.peer, self.stats.clients
+                    );
+                    self.update_listening();
                 }
-                info!(
-                    "client {} disconnected ({} left)",
-                    conn.peer, self.stats.clients
-                );
-                self.update_listening();
-            }
+            },
         }
         // Dropping the socket closes it.
     }

@@ -31,6 +31,7 @@ use tungstenite::protocol::CloseFrame;
 use crate::audio::StreamFormat;
 use crate::config::WebSocketConfig;
 use crate::error::Error;
+use crate::mic::Rejection;
 use crate::pipeline::FrameSink;
 use crate::stats::TransportStats;
 use crate::web::{Codecs, Router, StatsFormat};
@@ -75,6 +76,22 @@ pub struct TransportHooks {
     pub on_listening: Box<dyn Fn(bool)>,
     /// Renders `/stats` or `/metrics`.
     pub render_stats: StatsRenderer,
+    /// The speaker's endpoint, when the microphone is on (`--microphone`).
+    pub speaker: Option<SpeakerHooks>,
+}
+
+/// Takes one message of the speaker; an error closes the speaker.
+pub type SpeakerMessages = Box<dyn Fn(&[u8]) -> Result<(), Rejection>>;
+
+/// Where a speaker's audio goes. The transport only carries messages: what they mean
+/// and whether they are acceptable is for `on_message` to say.
+pub struct SpeakerHooks {
+    /// The WebSocket path (`--mic-path`).
+    pub path: String,
+    /// A speaker arrived (true) or left (false). Called at once, from the main loop.
+    pub on_speaker: Box<dyn Fn(bool)>,
+    /// One binary message; an error closes the speaker with its code and reason.
+    pub on_message: SpeakerMessages,
 }
 
 pub struct Transport {
@@ -100,7 +117,8 @@ impl Transport {
         format: StreamFormat,
         hooks: TransportHooks,
     ) -> Result<Transport, Error> {
-        let router = Router::new(&config, codecs)?;
+        let mic_path = hooks.speaker.as_ref().map(|s| s.path.clone());
+        let router = Router::new(&config, codecs)?.with_mic_path(mic_path);
         let tls = load_tls(&config)?;
         let addr = if config.host.contains(':') && !config.host.starts_with('[') {
             format!("[{}]:{}", config.host, config.port)
@@ -174,7 +192,8 @@ impl Transport {
     /// changes nothing if either fails.
     pub fn reload(&self, config: &WebSocketConfig) -> Result<(), Error> {
         let mut hub = self.hub.borrow_mut();
-        let router = Router::new(config, hub.codecs)?;
+        let mic_path = hub.hooks.speaker.as_ref().map(|s| s.path.clone());
+        let router = Router::new(config, hub.codecs)?.with_mic_path(mic_path);
         let tls = load_tls(config)?;
         hub.router = router;
         hub.tls = tls;

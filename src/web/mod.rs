@@ -23,6 +23,12 @@ use http::{Reply, Request};
 pub enum Route {
     /// Switch to WebSocket (the transport sends the 101 and streams `codec`).
     Upgrade(Upgrade),
+    /// Switch to WebSocket for the speaker (`--microphone`): audio flows the other way.
+    Speaker {
+        key: String,
+        /// The sub-protocol to echo.
+        protocol: Option<String>,
+    },
     /// Answer and close.
     Reply(Reply),
 }
@@ -48,6 +54,8 @@ pub enum StatsFormat {
 pub struct RouteContext<'a> {
     /// WebSocket clients connected now (for `--max-clients`).
     pub clients: usize,
+    /// A speaker is connected now (one at a time).
+    pub speaker_connected: bool,
     /// Renders the stats now.
     pub render_stats: &'a dyn Fn(StatsFormat) -> String,
 }
@@ -55,6 +63,8 @@ pub struct RouteContext<'a> {
 /// Decides what each request gets.
 pub struct Router {
     stream_path: String,
+    /// The speaker's path, when the microphone is on.
+    mic_path: Option<String>,
     serve_web: bool,
     serve_stats: bool,
     max_clients: usize,
@@ -76,6 +86,7 @@ impl Router {
     ) -> Result<Router, TokenError> {
         Ok(Router {
             stream_path: config.path.clone(),
+            mic_path: None,
             serve_web: config.serve_web,
             serve_stats: config.serve_stats,
             max_clients: config.max_clients,
@@ -84,7 +95,19 @@ impl Router {
         })
     }
 
+    /// Also answers upgrades on `path` for the speaker (`None`: that path is unknown).
+    pub fn with_mic_path(mut self, path: Option<String>) -> Router {
+        self.mic_path = path;
+        self
+    }
+
     pub fn route(&self, req: &Request, ctx: &RouteContext<'_>) -> Route {
+        if self.mic_path.as_deref() == Some(req.path.as_str()) {
+            return match self.check_speaker(req, ctx) {
+                Ok((key, protocol)) => Route::Speaker { key, protocol },
+                Err(reply) => Route::Reply(reply),
+            };
+        }
         if req.path == self.stream_path {
             return match self.check_upgrade(req, ctx) {
                 Ok(upgrade) => Route::Upgrade(upgrade),
@@ -137,6 +160,35 @@ impl Router {
                 &format!("Not found. The audio stream is at {}.", self.stream_path),
             ),
         }
+    }
+
+    /// Checks a request on the microphone path: the stream's rules (upgrade, Origin,
+    /// token), then one speaker at a time.
+    fn check_speaker(
+        &self,
+        req: &Request,
+        ctx: &RouteContext<'_>,
+    ) -> Result<(String, Option<String>), Reply> {
+        let (key, protocol) = http::check_upgrade(req)?;
+        if !self.access.origin_allowed(req) {
+            return Err(Reply::text(
+                403,
+                "Forbidden",
+                "This Origin may not connect.",
+            ));
+        }
+        if !self.access.authorized(req) {
+            return Err(Reply::unauthorized());
+        }
+        if ctx.speaker_connected {
+            return Err(Reply::text(
+                409,
+                "Conflict",
+                "Someone else is speaking: the microphone takes one speaker at a time. \
+                 Try again when they stop.",
+            ));
+        }
+        Ok((key, protocol))
     }
 
     /// Checks a request on the stream path.

@@ -42,7 +42,8 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
             "\"pcm_clients\":{},\"connections_total\":{},\"frames_encoded\":{},",
             "\"frames_sent\":{},\"bytes_sent\":{},",
             "\"frames_dropped\":{{\"slow_client\":{},\"encode_error\":{}}},",
-            "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},\"reconnects\":{}}}\n"
+            "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},",
+            "\"microphone\":{},\"reconnects\":{}}}\n"
         ),
         stats.uptime.as_secs_f64(),
         json_string(c.state.name()),
@@ -68,7 +69,44 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
         stats.pipeline.encode_errors,
         t.disconnected_stalled,
         rejected,
+        mic_json(stats),
         c.reconnects,
+    )
+}
+
+/// `null` without `--microphone`.
+fn mic_json(stats: &Stats) -> String {
+    let Some(m) = &stats.microphone else {
+        return "null".into();
+    };
+    let sp = &m.speaker;
+    let mut rejected: Vec<_> = stats.transport.speakers_rejected.iter().collect();
+    rejected.sort();
+    let rejected: Vec<String> = rejected
+        .into_iter()
+        .map(|(code, n)| format!("\"{code}\":{n}"))
+        .collect();
+    format!(
+        concat!(
+            "{{\"speaker_connected\":{},\"source\":{},\"source_created\":{},",
+            "\"frames_received\":{},\"frames_decoded\":{},\"frames_concealed\":{},",
+            "\"frames_dropped\":{},\"bytes_received\":{},\"underruns\":{},",
+            "\"buffered_ms\":{},\"speakers_closed\":{{{}}}}}"
+        ),
+        m.speaker_connected,
+        m.source
+            .as_deref()
+            .map(json_string)
+            .unwrap_or("null".into()),
+        m.source_created,
+        sp.frames_received,
+        sp.frames_decoded,
+        sp.frames_concealed,
+        sp.frames_dropped,
+        sp.bytes_received,
+        sp.underruns,
+        m.buffered_ms,
+        rejected.join(","),
     )
 }
 
@@ -148,6 +186,61 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
         "Clients dropped for not reading.",
         t.disconnected_stalled.to_string(),
     );
+    if let Some(m) = &stats.microphone {
+        let sp = &m.speaker;
+        for (name, kind, help, value) in [
+            (
+                "mic_speaker_connected",
+                "gauge",
+                "1 while a speaker is connected to the microphone.",
+                u64::from(m.speaker_connected),
+            ),
+            (
+                "mic_source_ready",
+                "gauge",
+                "1 while the microphone's source is fed.",
+                u64::from(m.source.is_some()),
+            ),
+            (
+                "mic_frames_received_total",
+                "counter",
+                "Messages received from speakers.",
+                sp.frames_received,
+            ),
+            (
+                "mic_frames_decoded_total",
+                "counter",
+                "Speaker frames decoded.",
+                sp.frames_decoded,
+            ),
+            (
+                "mic_frames_concealed_total",
+                "counter",
+                "10 ms frames of packet-loss concealment.",
+                sp.frames_concealed,
+            ),
+            (
+                "mic_frames_dropped_total",
+                "counter",
+                "Speaker frames dropped by the jitter buffer.",
+                sp.frames_dropped,
+            ),
+            (
+                "mic_bytes_received_total",
+                "counter",
+                "Bytes received from speakers.",
+                sp.bytes_received,
+            ),
+            (
+                "mic_underruns_total",
+                "counter",
+                "Times the microphone's jitter buffer ran dry.",
+                sp.underruns,
+            ),
+        ] {
+            metric(name, kind, help, value.to_string());
+        }
+    }
     let _ = write!(
         s,
         "# HELP novnc_audio_frames_dropped_total Frames not delivered, by reason.\n\
@@ -190,6 +283,7 @@ mod tests {
                 ..Default::default()
             },
             pipeline: PipelineStats::default(),
+            microphone: None,
         }
     }
 

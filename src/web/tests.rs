@@ -32,6 +32,7 @@ fn request(raw: &str) -> Request {
 
 fn get(router: &Router, target: &str) -> Reply {
     let ctx = RouteContext {
+        speaker_connected: false,
         clients: 0,
         render_stats: &|f| format!("{f:?}"),
     };
@@ -108,6 +109,7 @@ fn upgrades_are_checked_against_the_policy() {
              Origin: {origin}\r\n\r\n"
         ));
         let ctx = RouteContext {
+            speaker_connected: false,
             clients,
             render_stats: &|_| String::new(),
         };
@@ -121,6 +123,7 @@ fn upgrades_are_checked_against_the_policy() {
     assert!(matches!(upgrade("https://a", 1), Route::Reply(r) if r.status == 503));
     let post = request("POST /x HTTP/1.1\r\n\r\n");
     let ctx = RouteContext {
+        speaker_connected: false,
         clients: 0,
         render_stats: &|_| String::new(),
     };

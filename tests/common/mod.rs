@@ -17,6 +17,7 @@
 //! | `audio.rs`     | decoding (Opus, PCM) and tone analysis (level, frequency)          |
 //! | `frames.rs`    | checks and figures over a run of frames (timestamps, rates, gaps)  |
 //! | `hearing.rs`   | hearing a tone on several clients over time                        |
+//! | `mic.rs`       | a speaker on `/mic` and a recorder on a source (the microphone)    |
 //! | `skip.rs`      | skipping a test with a reason, and failing instead under CI=true   |
 //! | `scenarios.rs` | the restart and sink-unload scenarios shared by the scenario tests |
 #![allow(dead_code)]
@@ -26,6 +27,7 @@ mod daemon;
 mod frames;
 mod hearing;
 mod http;
+mod mic;
 mod pulse;
 pub mod scenarios;
 mod skip;
@@ -36,8 +38,8 @@ mod ws;
 // Each test file uses a part of the harness; the rest of it is no defect there.
 #[allow(unused_imports)]
 pub use {
-    audio::*, daemon::*, frames::*, hearing::*, http::*, pulse::*, skip::*, stats::*, tone::*,
-    ws::*,
+    audio::*, daemon::*, frames::*, hearing::*, http::*, mic::*, pulse::*, skip::*, stats::*,
+    tone::*, ws::*,
 };
 
 use std::process::Command;

@@ -208,3 +208,25 @@ fn sinks_without_the_default_still_give_a_source_when_following() {
         record("novnc_audio.monitor")
     );
 }
+
+#[test]
+fn the_microphone_feed_is_never_recorded_nor_counted_as_a_sink() {
+    // pipewire-pulse drops auto_null once the feed exists and makes the feed default.
+    let only_feed = server(Some("novnc_mic_feed"), &["novnc_mic_feed"], &[]);
+    assert_eq!(
+        decide(&only_feed, &follow_default(), false),
+        Decision::CreateNullSink
+    );
+    let with_ours = server(
+        Some("novnc_mic_feed"),
+        &["novnc_mic_feed", "novnc_audio"],
+        &[],
+    );
+    assert_eq!(
+        decide(&with_ours, &follow_default(), true),
+        Decision::Record {
+            source: "novnc_audio.monitor".into(),
+            restore_default: true,
+        }
+    );
+}
