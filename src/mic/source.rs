@@ -610,7 +610,8 @@ impl Inner {
                         "PulseAudio refused to load {module} for the microphone ({why}): module \
                          loading is disabled in system mode; copy \
                          /usr/share/novnc-audio/pulse/system.pa.d/novnc-audio.pa to \
-                         /etc/pulse/system.pa.d/ and restart PulseAudio"
+                         /etc/pulse/system.pa.d/, uncomment its microphone lines and restart \
+                         PulseAudio"
                     );
                     return;
                 }
