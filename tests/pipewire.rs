@@ -385,3 +385,65 @@ fn pipewire_recorded_sink_unloaded() {
         },
     );
 }
+
+/// The microphone on pipewire-pulse: the feed sink's arrival drops `auto_null` and
+/// becomes PipeWire's default sink, which must neither be recorded by the stream nor
+/// left as the default. A 660 Hz voice reaches the default source while the stream's
+/// listener keeps hearing the desktop's 440 Hz.
+#[test]
+fn pipewire_microphone_voice_reaches_the_default_source() {
+    if cannot_run() {
+        return;
+    }
+    let _serial = serial();
+    let pulse = PulseServer::start();
+    let _pw = PipeWire::start(&pulse);
+    wait_default_sink(&pulse);
+    let daemon = Daemon::start(&pulse, &["--microphone"]);
+    let reader = Reader::start(&daemon.url("/audio"));
+    let talker = Talker::start(
+        WsClient::connect(&daemon.url("/mic")),
+        VoiceCodec::Opus,
+        |k| k < 100 || (k - 100) % 12 < 5,
+    );
+    assert!(
+        wait_mic_source(&pulse, Duration::from_secs(5)),
+        "{MIC_SOURCE} is not the default source 5 s after the speaker came; sources {:?}:\n{}",
+        pulse.sources(),
+        daemon.stderr_text()
+    );
+    let feed = format!("{MIC_SOURCE}_feed");
+    let default_sink = poll_until(Duration::from_secs(5), || {
+        pulse.default_sink().filter(|d| *d != feed)
+    });
+    assert!(
+        default_sink.is_some(),
+        "the feed stayed the default sink; sinks {:?}:\n{}",
+        pulse.sinks(),
+        daemon.stderr_text()
+    );
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let recorder = Recorder::start(&pulse, "@DEFAULT_SOURCE@");
+    recorder.wait_for(0.8);
+    assert_tone(&recorder.tail(0.4), VOICE_HZ, "the voice on pipewire-pulse");
+    thread::sleep(Duration::from_secs(6));
+    let latencies = mouth_to_source_ms(&talker.onsets(), &recorder.onsets());
+    let end = talker.stop();
+    assert!(end.closed_by_server.is_none(), "{end:?}");
+    assert!(latencies.len() >= 15, "bursts heard: {latencies:?}");
+    let (median, p99) = median_p99(&latencies);
+    eprintln!(
+        "mic on pipewire-pulse: mouth-to-source latency median {median:.1} ms, p99 {p99:.1} ms \
+         over {} bursts; default sink {:?}",
+        latencies.len(),
+        default_sink
+    );
+    let frames = reader.snapshot();
+    let heard = decode_tail(&frames, 2, 0.5);
+    assert_tone(&heard, 440.0, "the stream while someone speaks");
+    assert!(
+        recording_from(&daemon).is_some_and(|r| !r.starts_with(&feed)),
+        "the stream records {:?}",
+        recording_from(&daemon)
+    );
+}
