@@ -29,12 +29,15 @@ fn mic_client(daemon: &Daemon) -> WsClient {
 }
 
 /// The whole path: speaker → daemon → source, for one codec. Checks the tone, that the
-/// source became the default, the counters, that a stream client never noticed, and
-/// prints the latency.
+/// source became the default, the counters, that a stream client hearing the desktop
+/// (440 Hz) never noticed (not a frame of anything else), and prints the latency.
 fn voice_reaches_the_default_source(codec: VoiceCodec) {
     let _serial = serial();
     let (pulse, daemon) = setup(&["--microphone"]);
+    let _desktop = Tone::play(&pulse, Some(SINK), 440.0);
     let listener = Reader::start(&daemon.url("/audio"));
+    thread::sleep(Duration::from_secs(1));
+    let speaker_came = listener.len();
     let talker = Talker::start(mic_client(&daemon), codec, steady_then_bursts);
     assert!(
         wait_mic_source(&pulse, Duration::from_secs(5)),
@@ -55,6 +58,10 @@ fn voice_reaches_the_default_source(codec: VoiceCodec) {
         &tone,
         VOICE_HZ,
         &format!("{codec:?} voice at the default source"),
+    );
+    assert!(
+        power_ratio(&tone, 48000, VOICE_HZ, 440.0) > 100.0,
+        "the desktop's sound leaks into the microphone"
     );
     // Then the bursts, for the latency.
     thread::sleep(Duration::from_secs(8));
@@ -82,7 +89,28 @@ fn voice_reaches_the_default_source(codec: VoiceCodec) {
     assert!(m["bytes_received"].as_u64().unwrap() > 0, "{st}");
     assert_eq!(m["frames_dropped"], 0, "real time drops nothing: {st}");
     listener.assert_alive("a stream client while someone speaks");
-    assert!(listener.len() > 100, "stream frames: {}", listener.len());
+    // From a little before the speaker came to the end: the desktop's tone, unbroken.
+    let frames = listener.snapshot();
+    let frames = &frames[speaker_came.saturating_sub(10)..];
+    assert!(frames.len() > 400, "stream frames: {}", frames.len());
+    let mut decoder = OpusDecoder::new(2);
+    let not_desktop: Vec<(u64, f32)> = frames
+        .iter()
+        .filter_map(|f| {
+            let mono = to_mono(&decoder.decode(&f.payload), 2);
+            (!is_tone_frame(&mono, 440.0)).then(|| (f.ts_ms, rms(&mono)))
+        })
+        .filter(|(ts, _)| *ts > frames[2].ts_ms)
+        .collect();
+    assert!(
+        not_desktop.is_empty(),
+        "stream frames that are not the desktop's 440 Hz (ts, rms): {not_desktop:?}"
+    );
+    assert!(
+        max_ts_gap(frames) <= 60,
+        "the stream's timestamps jumped by {} ms",
+        max_ts_gap(frames)
+    );
 }
 
 #[test]
