@@ -86,7 +86,7 @@ port_free $dport || dport=$(free_port)
 sed "s|127.0.0.1:6090|127.0.0.1:$dport|" contrib/nginx/novnc-audio.conf >"$tmp/novnc-audio.conf"
 : >"$tmp/empty.conf"
 "$NOVNC_AUDIO" --config "$tmp/empty.conf" --allow-root -H 127.0.0.1 -p "$dport" \
-	--log-level debug >"$tmp/daemon.log" 2>&1 &
+	--microphone --log-level debug >"$tmp/daemon.log" 2>&1 &
 pids="$! $pids"
 wait_for 10 grep -q 'listening on' "$tmp/daemon.log" || { bad "daemon did not start listening"; exit 1; }
 ok "daemon listening on 127.0.0.1:$dport"
@@ -152,8 +152,37 @@ print(c.getresponse().status)
 EOF
 )
 [ "$code" = 426 ] && ok "plain GET /audio through nginx: 426" || bad "plain GET /audio through nginx: $code"
-grep -q '/audio' "$tmp/access.log" 2>/dev/null && bad "the stream appears in the access log (token leak)" ||
-	ok "the stream is not in nginx's access log"
+# The microphone: a speaker upgrades on /mic through nginx and sends 1 s of 660 Hz PCM;
+# the daemon creates its source.
+mic=$(python3 - "$nport" <<'EOF'
+import base64, math, os, socket, struct, sys, time
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
+key = base64.b64encode(os.urandom(16)).decode()
+s.sendall(("GET /mic HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+           "Sec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n" % key).encode())
+head = b""
+while b"\r\n\r\n" not in head:
+    head += s.recv(1)
+status = head.split(b" ")[1].decode()
+if status != "101":
+    print(status)
+    sys.exit(0)
+for k in range(50):
+    pcm = b"".join(struct.pack("<h", int(8000 * math.sin(2 * math.pi * 660 * (k * 960 + i) / 48000)))
+                   for i in range(960))
+    payload = struct.pack(">Q", k * 20) + b"\x00" + pcm
+    mask = os.urandom(4)
+    masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+    s.sendall(b"\x82" + bytes([0x80 | 126]) + struct.pack(">H", len(payload)) + mask + masked)
+    time.sleep(0.02)
+print(status)
+EOF
+)
+[ "$mic" = 101 ] && ok "a speaker upgrades on /mic through nginx" || bad "/mic through nginx: $mic"
+wait_for 10 sh -c 'pactl list short sources | grep -q novnc_mic' &&
+	ok "the daemon created the novnc_mic source" || bad "no novnc_mic source"
+grep -q '/audio\|/mic' "$tmp/access.log" 2>/dev/null && bad "the stream or the microphone appears in the access log (token leak)" ||
+	ok "neither the stream nor the microphone is in nginx's access log"
 
 say "took $(($(date +%s) - start)) s"
 [ "$fail" = 0 ] && echo "nginx.sh: all checks passed" || echo "nginx.sh: FAILED" >&2
