@@ -16,6 +16,7 @@
 //   import { Microphone } from './microphone.js';
 //   const mic = new Microphone({ url: 'wss://desk.example/mic' });
 //   mic.addEventListener('state', () => show(mic.state, mic.reason));
+//   mic.addEventListener('frame', (e) => meter(e.detail.rms));   // each 20 ms frame sent
 //   button.onclick = () => mic.state === 'live' ? mic.stop() : mic.start();
 
 const CODEC_PCM = 0x00;
@@ -264,6 +265,16 @@ export class Microphone extends EventTarget {
   _onFrame(frame) {
     const start = this._samples;
     this._samples += FRAME;
+    // For meters and measurements: the level, the first sample over 0.1 (-1: none), and the
+    // wall-clock time (ms) the frame began, which is now less its own duration.
+    let sum = 0;
+    let firstLoud = -1;
+    for (let i = 0; i < FRAME; i++) {
+      sum += frame[i] * frame[i];
+      if (firstLoud < 0 && Math.abs(frame[i]) > 0.1) firstLoud = i;
+    }
+    const at = performance.timeOrigin + performance.now() - FRAME * 1000 / RATE;
+    this.dispatchEvent(new CustomEvent('frame', { detail: { rms: Math.sqrt(sum / FRAME), firstLoud, at } }));
     if (this._encoder) {
       if (this._encoder.encodeQueueSize > 5) { this._stats.framesDropped++; return; }
       const data = new AudioData({
