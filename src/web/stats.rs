@@ -305,6 +305,53 @@ mod tests {
     }
 
     #[test]
+    fn the_microphone_shows_in_both_formats_only_when_on() {
+        let config = Config::default();
+        let off = stats("novnc_audio.monitor");
+        assert!(render_json(&off, &config).contains("\"microphone\":null,"));
+        assert!(!render_prometheus(&off, &config).contains("novnc_audio_mic_"));
+        let mut on = stats("novnc_audio.monitor");
+        on.transport.speaker_connected = true;
+        on.transport.speakers_rejected.insert(1007, 2);
+        on.microphone = Some(crate::stats::MicStatus {
+            speaker_connected: true,
+            source: Some("novnc_mic".into()),
+            source_created: true,
+            buffered_ms: 40,
+            speaker: crate::stats::SpeakerStats {
+                frames_received: 10,
+                bytes_received: 900,
+                frames_decoded: 9,
+                frames_concealed: 3,
+                frames_dropped: 1,
+                underruns: 1,
+            },
+        });
+        let json = render_json(&on, &config);
+        assert!(
+            json.contains(
+                "\"microphone\":{\"speaker_connected\":true,\"source\":\"novnc_mic\",\
+                 \"source_created\":true,\"frames_received\":10,\"frames_decoded\":9,\
+                 \"frames_concealed\":3,\"frames_dropped\":1,\"bytes_received\":900,\
+                 \"underruns\":1,\"buffered_ms\":40,\"speakers_closed\":{\"1007\":2}}"
+            ),
+            "{json}"
+        );
+        let prom = render_prometheus(&on, &config);
+        for line in [
+            "novnc_audio_mic_speaker_connected 1\n",
+            "novnc_audio_mic_source_ready 1\n",
+            "novnc_audio_mic_frames_received_total 10\n",
+            "novnc_audio_mic_frames_decoded_total 9\n",
+            "novnc_audio_mic_frames_concealed_total 3\n",
+            "novnc_audio_mic_frames_dropped_total 1\n",
+            "novnc_audio_mic_bytes_received_total 900\n",
+        ] {
+            assert!(prom.contains(line), "{line} missing:\n{prom}");
+        }
+    }
+
+    #[test]
     fn prometheus_labels_escape_backslash_quote_and_newline() {
         assert_eq!(label_value(r#"a\b"c"#), r#"a\\b\"c"#);
         assert_eq!(label_value("a\nb"), "a\\nb");

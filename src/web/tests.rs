@@ -131,6 +131,56 @@ fn upgrades_are_checked_against_the_policy() {
 }
 
 #[test]
+fn the_microphone_path_is_a_speaker_upgrade_one_at_a_time_or_unknown() {
+    let config = WebSocketConfig {
+        allowed_origins: vec!["https://a".into()],
+        max_clients: 0,
+        ..Config::default().websocket
+    };
+    let route = |router: &Router, target: &str, origin: &str, speaker_connected: bool| {
+        let req = request(&format!(
+            "GET {target} HTTP/1.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Protocol: voice\r\nOrigin: {origin}\r\n\r\n"
+        ));
+        let ctx = RouteContext {
+            speaker_connected,
+            clients: 0,
+            render_stats: &|_| String::new(),
+        };
+        router.route(&req, &ctx)
+    };
+    let off = Router::with_assets(&config, CODECS, NESTED).unwrap();
+    assert!(matches!(route(&off, "/mic", "https://a", false), Route::Reply(r) if r.status == 404));
+    let on = Router::with_assets(&config, CODECS, NESTED)
+        .unwrap()
+        .with_mic_path(Some("/mic".into()));
+    match route(&on, "/mic", "https://a", false) {
+        // Listeners count against --max-clients (0 here); the speaker does not.
+        Route::Speaker { key, protocol } => {
+            assert_eq!(key, "dGhlIHNhbXBsZSBub25jZQ==");
+            assert_eq!(protocol.as_deref(), Some("voice"));
+        }
+        other => panic!("{other:?}"),
+    }
+    match route(&on, "/mic", "https://a", true) {
+        Route::Reply(r) => {
+            assert_eq!(r.status, 409);
+            assert!(String::from_utf8_lossy(&r.body).contains("one speaker at a time"));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(route(&on, "/mic", "https://b", false), Route::Reply(r) if r.status == 403));
+    let plain = request("GET /mic HTTP/1.1\r\n\r\n");
+    let ctx = RouteContext {
+        speaker_connected: false,
+        clients: 0,
+        render_stats: &|_| String::new(),
+    };
+    assert!(matches!(on.route(&plain, &ctx), Route::Reply(r) if r.status == 426));
+}
+
+#[test]
 fn the_daemon_carries_every_file_of_web() {
     let web = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("web");
     let files: Vec<String> = asset_table::web_files(&web)
