@@ -1,25 +1,18 @@
 //! Encode stage: one fixed-size frame of s16le PCM in, one payload out.
 //! Knows nothing of sockets or PulseAudio.
 
-use crate::config::{Codec, EncoderConfig, OpusApplication};
+use crate::audio::{OpusApplication, StreamFormat};
+use crate::config::EncoderConfig;
 
 /// Recommended ceiling for one Opus packet (RFC 6716 allows more, libopus never needs it).
 const MAX_OPUS_PACKET: usize = 4000;
 
-#[derive(Debug)]
-pub struct EncodeError(pub String);
-
-impl std::fmt::Display for EncodeError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Opus encoder: {}", self.0)
-    }
-}
-
-impl std::error::Error for EncodeError {}
+/// libopus refused: setting up the encoder, a bitrate, or a frame.
+#[derive(Debug, thiserror::Error)]
+#[error("Opus encoder: {0}")]
+pub struct EncodeError(#[from] opus::Error);
 
 pub trait Encoder {
-    /// The codec byte of the wire format.
-    fn codec(&self) -> Codec;
     /// Appends the payload for one frame of interleaved s16le samples to `out`.
     fn encode(&mut self, pcm: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError>;
 }
@@ -28,9 +21,6 @@ pub trait Encoder {
 pub struct PcmEncoder;
 
 impl Encoder for PcmEncoder {
-    fn codec(&self) -> Codec {
-        Codec::Pcm
-    }
     fn encode(&mut self, pcm: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         out.extend_from_slice(pcm);
         Ok(())
@@ -43,8 +33,8 @@ pub struct OpusEncoder {
 }
 
 impl OpusEncoder {
-    pub fn new(rate: u32, channels: u8, config: &EncoderConfig) -> Result<Self, EncodeError> {
-        let ch = if channels == 1 {
+    pub fn new(format: StreamFormat, config: &EncoderConfig) -> Result<Self, EncodeError> {
+        let ch = if format.channels == 1 {
             opus::Channels::Mono
         } else {
             opus::Channels::Stereo
@@ -53,11 +43,8 @@ impl OpusEncoder {
             OpusApplication::LowDelay => opus::Application::LowDelay,
             OpusApplication::Audio => opus::Application::Audio,
         };
-        let mut inner =
-            opus::Encoder::new(rate, ch, app).map_err(|e| EncodeError(e.to_string()))?;
-        inner
-            .set_bitrate(opus::Bitrate::Bits(config.bitrate as i32))
-            .map_err(|e| EncodeError(e.to_string()))?;
+        let mut inner = opus::Encoder::new(format.rate, ch, app)?;
+        inner.set_bitrate(opus::Bitrate::Bits(config.bitrate as i32))?;
         Ok(OpusEncoder {
             inner,
             samples: Vec::with_capacity(5760 * 2),
@@ -66,16 +53,13 @@ impl OpusEncoder {
 
     /// Applies a new bitrate without restarting anything (SIGHUP).
     pub fn set_bitrate(&mut self, bitrate: u32) -> Result<(), EncodeError> {
-        self.inner
-            .set_bitrate(opus::Bitrate::Bits(bitrate as i32))
-            .map_err(|e| EncodeError(e.to_string()))
+        Ok(self
+            .inner
+            .set_bitrate(opus::Bitrate::Bits(bitrate as i32))?)
     }
 }
 
 impl Encoder for OpusEncoder {
-    fn codec(&self) -> Codec {
-        Codec::Opus
-    }
     fn encode(&mut self, pcm: &[u8], out: &mut Vec<u8>) -> Result<(), EncodeError> {
         self.samples.clear();
         self.samples.extend(
@@ -91,7 +75,7 @@ impl Encoder for OpusEncoder {
             }
             Err(e) => {
                 out.truncate(start);
-                Err(EncodeError(e.to_string()))
+                Err(EncodeError(e))
             }
         }
     }
@@ -100,6 +84,7 @@ impl Encoder for OpusEncoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::audio::Codec;
 
     fn tone(freq: f32, samples: usize, channels: usize) -> Vec<u8> {
         (0..samples)
@@ -120,7 +105,12 @@ mod tests {
             frame_us: 20000,
             application: OpusApplication::LowDelay,
         };
-        let mut enc = OpusEncoder::new(48000, 2, &cfg).unwrap();
+        let format = StreamFormat {
+            rate: 48000,
+            channels: 2,
+            frame_us: 20000,
+        };
+        let mut enc = OpusEncoder::new(format, &cfg).unwrap();
         let mut dec = opus::Decoder::new(48000, opus::Channels::Stereo).unwrap();
         let pcm = tone(440.0, 960 * 10, 2);
         let mut energy = 0f64;

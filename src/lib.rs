@@ -1,9 +1,9 @@
 //! novnc-audio: the sound of a remote desktop, for noVNC.
 //!
-//! Stages, one module each: [`capture`] (PulseAudio) → [`pipeline`] (frames, timestamps,
-//! [`encoder`]) → [`transport`] (WebSocket clients, [`http`], [`wire`]); [`server`] wires
-//! them on one glib main loop; [`config`], [`daemon`], [`log`] and [`notify`] are the
-//! process around it.
+//! Stages, one folder or file each: `capture` (PulseAudio) → `pipeline` (frames,
+//! timestamps, `encoder`) → `transport` (sockets and clients) and `web` (what each request
+//! gets); `server` wires them on one glib main loop. The library API is the configuration
+//! ([`config`]), the server ([`Server`]), its [`stats`] and the [`Error`].
 //!
 //! ```no_run
 //! let config = novnc_audio::Config::default();
@@ -11,20 +11,36 @@
 //! server.run(); // until SIGINT/SIGTERM or server.stop()
 //! ```
 
-pub mod log;
-
-pub mod capture;
+mod audio;
+mod capture;
 pub mod config;
-pub mod daemon;
-pub mod encoder;
-pub mod error;
-pub mod http;
-pub mod notify;
-pub mod pipeline;
-pub mod server;
-pub mod transport;
-pub mod wire;
+mod encoder;
+mod error;
+mod notify;
+mod pipeline;
+mod server;
+pub mod stats;
+mod transport;
+mod web;
+mod wire;
 
-pub use config::{Codec, Config, Device};
+pub use audio::{Codec, Device, OpusApplication, StreamFormat};
+pub use config::{Config, ConfigError};
 pub use error::Error;
-pub use server::{Server, Stats};
+pub use server::{Reloader, Server};
+pub use stats::Stats;
+
+/// The errors of each stage, which [`Error`] wraps (and gives as its `source`).
+pub mod errors {
+    pub use crate::capture::CaptureError;
+    pub use crate::config::ConfigError;
+    pub use crate::encoder::EncodeError;
+    pub use crate::transport::{ListenError, TlsError};
+    pub use crate::web::TokenError;
+}
+
+/// The pure parsers the fuzz targets (fuzz/) exercise. Not a stable API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::web::http;
+}

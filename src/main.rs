@@ -1,7 +1,9 @@
 //! Parses the command line, sets up the process, runs the server. Nothing else.
 
+mod daemon;
+
 use novnc_audio::config::{self, Command};
-use novnc_audio::{daemon, error, info, log, Server};
+use novnc_audio::Server;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -24,26 +26,26 @@ fn main() {
             std::process::exit(2);
         }
     };
-    log::set_level(config.daemon.log_level);
+    daemon::logger::install(config.daemon.log_level);
     if let Err(e) = daemon::check_privileges(&config.daemon) {
         eprintln!("novnc-audio: {e}");
-        std::process::exit(e.exit_code());
+        std::process::exit(1);
     }
     let _pidfile = match daemon::daemonize(&config.daemon) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("novnc-audio: {e}");
-            std::process::exit(e.exit_code());
+            std::process::exit(1);
         }
     };
     let reloader = Box::new(move || config::reload(args.clone()));
     let server = match Server::start(config, Some(reloader)) {
         Ok(s) => s,
         Err(e) => {
-            error!("{e}");
+            log::error!("{e}");
             std::process::exit(e.exit_code());
         }
     };
     server.run();
-    info!("stopped");
+    log::info!("stopped");
 }

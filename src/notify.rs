@@ -7,7 +7,12 @@ use std::time::Duration;
 /// Sends `state` (e.g. `READY=1`) if the service manager asked for notifications.
 /// Returns whether a message went out.
 pub fn notify(state: &str) -> bool {
-    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+    notify_to(std::env::var_os("NOTIFY_SOCKET").as_deref(), state)
+}
+
+/// Sends `state` to the socket `$NOTIFY_SOCKET` names (`@name` for an abstract socket).
+fn notify_to(socket: Option<&std::ffi::OsStr>, state: &str) -> bool {
+    let Some(path) = socket else {
         return false;
     };
     let path = path.to_string_lossy().into_owned();
@@ -41,20 +46,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sends_a_datagram_to_the_socket_in_the_environment() {
+    fn sends_a_datagram_to_the_socket_named() {
         let dir = std::env::temp_dir().join(format!("novnc-audio-notify-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("notify.sock");
         let _ = std::fs::remove_file(&path);
         let server = UnixDatagram::bind(&path).unwrap();
-        // SAFETY-free: tests in this module are the only users of NOTIFY_SOCKET.
-        unsafe { std::env::set_var("NOTIFY_SOCKET", &path) };
-        assert!(notify("READY=1\nSTATUS=ok"));
+        assert!(notify_to(Some(path.as_os_str()), "READY=1\nSTATUS=ok"));
         let mut buf = [0u8; 64];
         let n = server.recv(&mut buf).unwrap();
         assert_eq!(&buf[..n], b"READY=1\nSTATUS=ok");
-        unsafe { std::env::remove_var("NOTIFY_SOCKET") };
-        assert!(!notify("READY=1"));
+        assert!(!notify_to(None, "READY=1"));
+        assert!(!notify_to(
+            Some(dir.join("absent.sock").as_os_str()),
+            "READY=1"
+        ));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -9,8 +9,9 @@
 
 use std::rc::Rc;
 
-use crate::config::Codec;
+use crate::audio::{Codec, StreamFormat};
 use crate::encoder::{EncodeError, Encoder, OpusEncoder, PcmEncoder};
+use crate::stats::PipelineStats;
 use crate::wire::{FrameBuilder, WireFrame};
 
 /// If the capture falls this far behind the wall clock, audio was lost without a word
@@ -83,12 +84,6 @@ impl Clock {
     }
 }
 
-#[derive(Default, Debug, Clone, Copy)]
-pub struct PipelineStats {
-    pub frames_encoded: u64,
-    pub encode_errors: u64,
-}
-
 pub struct Pipeline {
     frame_bytes: usize,
     bytes_per_sample: usize,
@@ -102,19 +97,13 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    pub fn new(
-        rate: u32,
-        channels: u8,
-        frame_samples: usize,
-        opus: Option<OpusEncoder>,
-    ) -> Pipeline {
-        let bytes_per_sample = channels as usize * 2;
+    pub fn new(format: StreamFormat, opus: Option<OpusEncoder>) -> Pipeline {
         Pipeline {
-            frame_bytes: frame_samples * bytes_per_sample,
-            bytes_per_sample,
-            frame_samples: frame_samples as u64,
-            remainder: Vec::with_capacity(frame_samples * bytes_per_sample),
-            clock: Clock::new(rate),
+            frame_bytes: format.frame_bytes(),
+            bytes_per_sample: format.bytes_per_sample_frame(),
+            frame_samples: format.frame_samples() as u64,
+            remainder: Vec::with_capacity(format.frame_bytes()),
+            clock: Clock::new(format.rate),
             opus,
             pcm: PcmEncoder,
             builder: FrameBuilder::default(),
@@ -189,7 +178,7 @@ impl Pipeline {
                 Err(e) => {
                     self.stats.encode_errors += 1;
                     if self.stats.encode_errors.is_power_of_two() {
-                        crate::warn!(
+                        log::warn!(
                             "{e} (dropped the frame; {} so far)",
                             self.stats.encode_errors
                         );
@@ -203,6 +192,14 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn format(channels: u8, frame_us: u32) -> StreamFormat {
+        StreamFormat {
+            rate: 48000,
+            channels,
+            frame_us,
+        }
+    }
 
     #[derive(Default)]
     struct Collect {
@@ -224,7 +221,7 @@ mod tests {
 
     #[test]
     fn fixed_frames_from_odd_chunks_with_exact_steps() {
-        let mut p = Pipeline::new(48000, 2, 960, None);
+        let mut p = Pipeline::new(format(2, 20000), None);
         let mut sink = Collect::default();
         let mut now = 1_000_000;
         // 7 ms chunks: frames straddle chunk boundaries.
@@ -244,7 +241,7 @@ mod tests {
 
     #[test]
     fn gaps_jump_forward_and_time_never_goes_back() {
-        let mut p = Pipeline::new(48000, 1, 480, None);
+        let mut p = Pipeline::new(format(1, 10000), None);
         let mut sink = Collect::default();
         p.push(&[0u8; 960 * 2], 100_000, &mut sink); // 20 ms at t=100 ms -> 2 frames
         assert_eq!(sink.frames[0].0, 80);
@@ -265,7 +262,7 @@ mod tests {
 
     #[test]
     fn a_late_main_loop_does_not_move_the_timeline() {
-        let mut p = Pipeline::new(48000, 1, 480, None);
+        let mut p = Pipeline::new(format(1, 10000), None);
         let mut sink = Collect::default();
         p.push(&[0u8; 960], 10_000, &mut sink); // 10 ms at t=10 ms
                                                 // The loop was busy for half a second; the audio of that time arrives at once.
@@ -281,10 +278,10 @@ mod tests {
             codec: Codec::Opus,
             bitrate: 64000,
             frame_us: 20000,
-            application: crate::config::OpusApplication::LowDelay,
+            application: crate::audio::OpusApplication::LowDelay,
         };
-        let enc = OpusEncoder::new(48000, 2, &cfg).unwrap();
-        let mut p = Pipeline::new(48000, 2, 960, Some(enc));
+        let enc = OpusEncoder::new(format(2, 20000), &cfg).unwrap();
+        let mut p = Pipeline::new(format(2, 20000), Some(enc));
         let mut sink = Collect::default();
         p.push(&vec![0u8; 3840], 20_000, &mut sink);
         assert_eq!(p.stats.frames_encoded, 0);

@@ -9,8 +9,6 @@ use std::rc::Rc;
 
 /// Longest header of an unmasked server frame: 2 bytes + 8 bytes of extended length.
 const MAX_WS_HEADER: usize = 10;
-/// Timestamp and codec byte.
-pub const AUDIO_HEADER: usize = 9;
 
 /// A complete WebSocket message, ready for the socket.
 pub struct WireFrame {
@@ -21,12 +19,6 @@ pub struct WireFrame {
 impl WireFrame {
     pub fn bytes(&self) -> &[u8] {
         &self.buf[self.start..]
-    }
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 }
 
@@ -122,7 +114,7 @@ mod tests {
     fn medium_and_large_lengths() {
         let f = frame(3840);
         assert_eq!(&f.bytes()[..4], &[0x82, 126, 0x0F, 0x09]); // 3849 bytes
-        assert_eq!(f.len(), 4 + 3849);
+        assert_eq!(f.bytes().len(), 4 + 3849);
         let f = frame(70000);
         assert_eq!(&f.bytes()[..2], &[0x82, 127]);
         assert_eq!(&f.bytes()[2..10], &(70009u64).to_be_bytes());

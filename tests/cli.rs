@@ -6,37 +6,37 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use novnc_audio::config::OPTIONS;
+
 const BIN: &str = env!("CARGO_BIN_EXE_novnc-audio");
 
-const LONG_OPTIONS: &[&str] = &[
-    "--port",
-    "--host",
-    "--path",
-    "--device",
-    "--sample-rate",
-    "--channels",
-    "--bitrate",
-    "--latency",
-    "--no-monitor",
-    "--codec",
-    "--frame-ms",
-    "--opus-application",
-    "--sink-name",
-    "--max-clients",
-    "--token-file",
-    "--allow-origin",
-    "--no-web",
-    "--no-stats",
-    "--config",
-    "--daemonize",
-    "--pidfile",
-    "--allow-root",
-    "--log-level",
-    "--help",
-    "--version",
-];
+/// Every option, from the daemon's own option table (the one `--help`, the config file
+/// and `--check-config` are generated from), so no list here can lack one.
+fn long_options() -> Vec<String> {
+    OPTIONS.iter().map(|o| format!("--{}", o.long)).collect()
+}
 
-const SHORT_OPTIONS: &[&str] = &["-p", "-H", "-d", "-r", "-c", "-b", "-l", "-h", "-V"];
+fn short_options() -> Vec<String> {
+    OPTIONS
+        .iter()
+        .filter(|o| !o.short.is_empty())
+        .map(|o| format!("-{}", o.short))
+        .collect()
+}
+
+/// Every setting at its example value, as command-line arguments.
+fn every_setting_args() -> Vec<String> {
+    OPTIONS
+        .iter()
+        .filter_map(|o| {
+            let s = o.setting.as_ref()?;
+            Some(match o.value {
+                None => format!("--{}", o.long),
+                Some(_) => format!("--{}={}", o.long, s.example),
+            })
+        })
+        .collect()
+}
 
 struct Out {
     code: Option<i32>,
@@ -144,11 +144,12 @@ fn help_lists_every_option() {
     for flag in ["--help", "-h"] {
         let out = run(&[flag]);
         assert_eq!(out.code, Some(0), "{flag}: stderr {}", out.stderr);
-        for opt in LONG_OPTIONS.iter().chain(SHORT_OPTIONS) {
+        let all = long_options().into_iter().chain(short_options());
+        for opt in all {
             let found = out
                 .stdout
                 .split(|c: char| c.is_whitespace() || c == ',' || c == '=' || c == '[')
-                .any(|w| w == *opt);
+                .any(|w| w == opt);
             assert!(found, "{flag} output does not list {opt}:\n{}", out.stdout);
         }
     }
@@ -316,6 +317,16 @@ fn each_valid_value_is_accepted() {
         vec!["--log-level", "warn"],
         vec!["--log-level", "info"],
         vec!["--log-level", "debug"],
+        vec!["--handshake-timeout", "1"],
+        vec!["--handshake-timeout", "3600"],
+        vec![
+            "--tls-cert",
+            "/nonexistent/c.pem",
+            "--tls-key",
+            "/nonexistent/k.pem",
+        ],
+        vec!["--daemonize", "--pidfile", "/nonexistent/p.pid"],
+        vec!["--no-monitor", "--device", "alsa_input.mic"],
     ];
     for args in &cases {
         check_config(args);
@@ -379,5 +390,32 @@ fn config_file_and_override() {
         "error must name the key and line 2: {:?}",
         out.stderr
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn check_config_output_reads_back_as_the_same_configuration() {
+    let dir = temp_dir();
+    let every = every_setting_args();
+    let every: Vec<&str> = every.iter().map(String::as_str).collect();
+    for (what, args) in [("defaults", vec![]), ("every option set", every)] {
+        let mut first_args = vec!["--config", "/dev/null"];
+        first_args.extend_from_slice(&args);
+        let first = check_config(&first_args).stdout;
+        let file = dir.join("round-trip.conf");
+        std::fs::write(&file, &first).unwrap();
+        let second = check_config(&["--config", file.to_str().unwrap()]).stdout;
+        assert_eq!(first, second, "{what}: read back differently");
+        if what == "every option set" {
+            for o in OPTIONS.iter().filter(|o| o.setting.is_some()) {
+                let example = o.setting.as_ref().unwrap().example;
+                assert!(
+                    has_setting(&first, o.long, example),
+                    "--check-config does not show --{} = {example}:\n{first}",
+                    o.long
+                );
+            }
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -3,7 +3,7 @@
 //! input.
 
 use novnc_audio::config::{self, Command};
-use novnc_audio::http::{self, Parse};
+use novnc_audio::fuzzing::http::{self, Parse};
 
 /// The HTTP side: parse what a client sent; on a complete request run everything the
 /// transport runs on it (upgrade check, token, query, 101 answer, reply bytes).

@@ -1,5 +1,5 @@
-//! The HTTP side of the port: reads one request, decides what it gets (a WebSocket
-//! upgrade, a page, stats, or a precise error). Pure functions, no sockets.
+//! HTTP on the port: parses one request head, checks a WebSocket upgrade, writes
+//! answers. Pure functions, no sockets (fuzzed: fuzz/).
 
 use std::fmt::Write as _;
 
@@ -23,6 +23,17 @@ impl Reply {
             reason,
             content_type: "text/plain; charset=utf-8",
             body: format!("{body}\n").into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// 200 with `body`.
+    pub fn ok(content_type: &'static str, body: Vec<u8>) -> Reply {
+        Reply {
+            status: 200,
+            reason: "OK",
+            content_type,
+            body,
             headers: Vec::new(),
         }
     }
@@ -130,7 +141,7 @@ pub fn parse_request(buf: &[u8]) -> Parse {
         return Parse::Reject(Reply::text(
             400,
             "Bad Request",
-            "This is a plain ws:// port; TLS (wss://) needs a TLS proxy in front of novnc-audio.",
+            "This is a plain ws:// port; for TLS (wss://) start novnc-audio with --tls-cert and --tls-key.",
         ));
     }
     let mut headers = [httparse::EMPTY_HEADER; 64];
@@ -360,7 +371,11 @@ mod tests {
             other => panic!("{other:?}"),
         }
         match parse_request(&[0x16, 0x03, 0x01, 0x02, 0x00]) {
-            Parse::Reject(r) => assert!(String::from_utf8_lossy(&r.body).contains("TLS")),
+            Parse::Reject(r) => {
+                let body = String::from_utf8_lossy(&r.body);
+                assert!(body.contains("--tls-cert"), "{body}");
+                assert!(!body.contains("proxy"), "{body}");
+            }
             other => panic!("{other:?}"),
         }
         let mut big = b"GET / HTTP/1.1\r\nX: ".to_vec();

@@ -1,0 +1,265 @@
+//! The record stream: created on the chosen source, moved when the choice changes,
+//! corked while nobody listens; what it reads goes to the consumer.
+
+use std::time::Duration;
+
+use libpulse_binding as pulse;
+use log::{debug, error, info, warn};
+use pulse::def::BufferAttr;
+use pulse::proplist::Proplist;
+use pulse::sample::{Format, Spec};
+use pulse::stream::{FlagSet as StreamFlags, PeekResult, State as StreamState, Stream};
+
+use super::{defer, with_inner, CaptureEvent, Inner};
+
+impl Inner {
+    pub(super) fn drop_stream(&mut self) {
+        if let Some(mut stream) = self.stream.take() {
+            stream.set_read_callback(None);
+            stream.set_state_callback(None);
+            stream.set_moved_callback(None);
+            stream.set_overflow_callback(None);
+            let _ = stream.disconnect();
+        }
+        if self.status.recording {
+            self.status.recording = false;
+            self.emit(CaptureEvent::Discontinuity);
+        }
+        self.status.device = None;
+    }
+
+    pub(super) fn create_stream(&mut self, source: &str) {
+        let config = &self.config;
+        let spec = Spec {
+            format: Format::S16le,
+            rate: self.format.rate,
+            channels: self.format.channels,
+        };
+        let Some(ctx) = self.context.as_mut() else {
+            return;
+        };
+        let mut props = Proplist::new().expect("proplist");
+        let _ = props.set_str("media.name", "novnc-audio capture");
+        let _ = props.set_str("media.role", "production");
+        let Some(mut stream) =
+            Stream::new_with_proplist(ctx, "novnc-audio capture", &spec, None, &mut props)
+        else {
+            error!("cannot create a record stream: {}", ctx.errno());
+            return;
+        };
+        let fragsize = self.format.bytes_for_us(config.latency_us) as u32;
+        let attr = BufferAttr {
+            maxlength: u32::MAX,
+            tlength: u32::MAX,
+            prebuf: u32::MAX,
+            minreq: u32::MAX,
+            fragsize,
+        };
+        let mut flags = StreamFlags::ADJUST_LATENCY;
+        if !self.active {
+            flags |= StreamFlags::START_CORKED;
+        }
+        let generation = self.link.generation;
+        let weak = self.weak.clone();
+        stream.set_read_callback(Some(Box::new(move |_len| {
+            with_inner(&weak, Inner::read_available)
+        })));
+        let weak = self.weak.clone();
+        stream.set_overflow_callback(Some(Box::new(move || {
+            // The server dropped audio we did not read in time: the timeline has a gap.
+            with_inner(&weak, |inner| inner.emit(CaptureEvent::Discontinuity))
+        })));
+        let weak = self.weak.clone();
+        stream.set_state_callback(Some(Box::new(move || {
+            defer(&weak, move |inner| inner.on_stream_state(generation));
+        })));
+        let weak = self.weak.clone();
+        stream.set_moved_callback(Some(Box::new(move || {
+            defer(&weak, move |inner| inner.on_stream_moved(generation));
+        })));
+        debug!("connecting a record stream to {source}");
+        if let Err(e) = stream.connect_record(Some(source), Some(&attr), flags) {
+            error!("cannot record from {source}: {e}");
+            return;
+        }
+        self.stream = Some(stream);
+    }
+
+    fn on_stream_state(&mut self, generation: u64) {
+        if generation != self.link.generation {
+            return;
+        }
+        let Some(state) = self.stream.as_ref().map(|s| s.get_state()) else {
+            return;
+        };
+        match state {
+            StreamState::Ready if self.status.recording => {}
+            StreamState::Ready => {
+                let device = self
+                    .stream
+                    .as_ref()
+                    .and_then(|s| s.get_device_name())
+                    .map(|n| n.to_string());
+                info!("recording from {}", device.as_deref().unwrap_or("?"));
+                self.status.device = device;
+                self.status.recording = true;
+                self.emit(CaptureEvent::Discontinuity);
+                if self.active {
+                    self.kick_null_sink();
+                }
+                // The default may have changed while the stream was connecting.
+                self.refresh();
+            }
+            StreamState::Failed | StreamState::Terminated => {
+                let why = self
+                    .context
+                    .as_ref()
+                    .map(|c| format!("{}", c.errno()))
+                    .unwrap_or_default();
+                warn!("the record stream ended ({why}); recreating it");
+                self.drop_stream();
+                let weak = self.weak.clone();
+                // A short pause so a source that keeps failing cannot spin the loop.
+                glib::timeout_add_local_once(Duration::from_millis(100), move || {
+                    with_inner(&weak, |inner| {
+                        if inner.link.generation == generation {
+                            inner.refresh();
+                        }
+                    })
+                });
+            }
+            _ => {}
+        }
+    }
+
+    fn on_stream_moved(&mut self, generation: u64) {
+        if generation != self.link.generation {
+            return;
+        }
+        let device = self
+            .stream
+            .as_ref()
+            .and_then(|s| s.get_device_name())
+            .map(|n| n.to_string());
+        if device != self.status.device {
+            info!(
+                "PulseAudio moved the recording to {}",
+                device.as_deref().unwrap_or("?")
+            );
+            self.status.device = device;
+            self.emit(CaptureEvent::Discontinuity);
+            if self.active {
+                self.kick_null_sink();
+            }
+        }
+        self.refresh();
+    }
+
+    pub(super) fn move_stream(&mut self, target: &str) {
+        let Some(index) = self.stream.as_ref().and_then(|s| s.get_index()) else {
+            return;
+        };
+        let Some(ctx) = self.context.as_mut() else {
+            return;
+        };
+        info!("default sink changed: moving the recording to {target}");
+        let weak = self.weak.clone();
+        let generation = self.link.generation;
+        let target_owned = target.to_string();
+        ctx.introspect().move_source_output_by_name(
+            index,
+            target,
+            Some(Box::new(move |ok| {
+                let target = target_owned.clone();
+                defer(&weak, move |inner| {
+                    if inner.link.generation != generation {
+                        return;
+                    }
+                    if !ok {
+                        warn!("PulseAudio refused to move the recording to {target}; recreating the stream");
+                        inner.drop_stream();
+                        inner.refresh();
+                        return;
+                    }
+                    inner.status.device = Some(target.clone());
+                    inner.emit(CaptureEvent::Discontinuity);
+                    if inner.active {
+                        inner.kick_null_sink();
+                    }
+                });
+            })),
+        );
+    }
+
+    /// A null sink renders in blocks of up to 2 s while nobody asks for low latency;
+    /// suspending and resuming it makes it pick up our latency at once instead of
+    /// swallowing the first block of audio.
+    pub(super) fn kick_null_sink(&mut self) {
+        let Some(device) = self.status.device.clone() else {
+            return;
+        };
+        let Some(sink) = self
+            .devices
+            .null_sink_of_monitor
+            .iter()
+            .find(|(monitor, _)| *monitor == device)
+            .map(|(_, sink)| sink.clone())
+        else {
+            return;
+        };
+        let Some(ctx) = self.context.as_mut() else {
+            return;
+        };
+        debug!("suspending and resuming null sink {sink} so it renders at our latency");
+        let mut introspect = ctx.introspect();
+        introspect.suspend_sink_by_name(&sink, true, None);
+        introspect.suspend_sink_by_name(&sink, false, None);
+    }
+
+    pub(super) fn apply_cork(&mut self) {
+        let active = self.active;
+        let Some(stream) = self.stream.as_mut() else {
+            return;
+        };
+        if stream.get_state() != StreamState::Ready {
+            return;
+        }
+        stream.set_corked_state(!active, None);
+        if active {
+            self.emit(CaptureEvent::Discontinuity);
+            self.kick_null_sink();
+        } else {
+            debug!("nobody listens: corked the record stream");
+        }
+    }
+
+    /// Peeks, copies and discards everything readable, then hands it on.
+    fn read_available(&mut self) {
+        let mut buf = std::mem::take(&mut self.read_buf);
+        buf.clear();
+        let mut hole = false;
+        if let Some(stream) = self.stream.as_mut() {
+            loop {
+                match stream.peek() {
+                    Ok(PeekResult::Empty) => break,
+                    Ok(PeekResult::Hole(_)) => {
+                        hole = true;
+                        let _ = stream.discard();
+                    }
+                    Ok(PeekResult::Data(data)) => {
+                        buf.extend_from_slice(data);
+                        let _ = stream.discard();
+                    }
+                    Err(_) => break,
+                }
+            }
+        }
+        if hole {
+            self.emit(CaptureEvent::Discontinuity);
+        }
+        if !buf.is_empty() && self.active {
+            self.emit(CaptureEvent::Audio(&buf));
+        }
+        self.read_buf = buf;
+    }
+}

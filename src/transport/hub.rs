@@ -1,0 +1,324 @@
+//! The hub: the listener and every connection, each watched by a glib fd source; the
+//! fan-out of each shared frame to the clients of its codec.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::rc::{Rc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use glib::{ControlFlow, IOCondition, SourceId};
+use log::{debug, info, warn};
+
+use super::client_io::{ClientIo, Flush};
+use super::conn::{Conn, ConnKind, HttpConn};
+use super::{remove_source, TransportHooks, ACCEPT_PAUSE, STALL_LIMIT};
+use crate::audio::Codec;
+use crate::config::WebSocketConfig;
+use crate::pipeline::FrameSink;
+use crate::stats::TransportStats;
+use crate::web::{Codecs, Router};
+use crate::wire::WireFrame;
+
+pub(super) struct Hub {
+    pub(super) config: WebSocketConfig,
+    pub(super) tls: Option<Arc<rustls::ServerConfig>>,
+    pub(super) router: Router,
+    pub(super) codecs: Codecs,
+    pub(super) max_queue_frames: usize,
+    pub(super) sndbuf: usize,
+    pub(super) listener: TcpListener,
+    pub(super) listener_source: Option<SourceId>,
+    pub(super) conns: HashMap<u64, Conn>,
+    pub(super) next_id: u64,
+    pub(super) weak: Weak<RefCell<Hub>>,
+    pub(super) hooks: Rc<TransportHooks>,
+    pub(super) stats: TransportStats,
+    pub(super) listening: bool,
+    /// accept() is failing (out of descriptors): logged once per episode.
+    pub(super) accept_failing: bool,
+    pub(super) shut_down: bool,
+}
+
+impl FrameSink for Hub {
+    fn wants(&self, codec: Codec) -> bool {
+        match codec {
+            Codec::Opus => self.stats.opus_clients > 0,
+            Codec::Pcm => self.stats.pcm_clients > 0,
+        }
+    }
+
+    fn send(&mut self, codec: Codec, frame: &Rc<WireFrame>) {
+        let now = Instant::now();
+        let mut to_watch = Vec::new();
+        let mut to_drop = Vec::new();
+        let max = self.max_queue_frames;
+        let mut bytes_sent = 0;
+        let mut frames_sent = 0;
+        let mut dropped = 0;
+        for (&id, conn) in self.conns.iter_mut() {
+            let waiting_for_out = conn.out_source.is_some();
+            let ConnKind::Ws(w) = &mut conn.kind else {
+                continue;
+            };
+            if w.codec != codec || w.closing {
+                continue;
+            }
+            let io = w.ws.get_mut();
+            dropped += io.enqueue_audio(frame, max);
+            frames_sent += 1;
+            if waiting_for_out {
+                if io.audio_frames >= max && now - io.last_progress > STALL_LIMIT {
+                    to_drop.push(id);
+                }
+                continue;
+            }
+            match io.flush_queue(&mut bytes_sent) {
+                Ok(Flush::Done) => {}
+                Ok(Flush::Blocked) => to_watch.push(id),
+                Err(_) => to_drop.push(id),
+            }
+        }
+        self.stats.bytes_sent += bytes_sent;
+        self.stats.frames_sent += frames_sent;
+        self.stats.dropped_slow_client += dropped;
+        for id in to_watch {
+            self.watch_out(id);
+        }
+        for id in to_drop {
+            if let Some(c) = self.conns.get(&id) {
+                if c.out_source.is_some() {
+                    self.stats.disconnected_stalled += 1;
+                    warn!(
+                        "client {} stopped reading for {}s: disconnecting it",
+                        c.peer,
+                        STALL_LIMIT.as_secs()
+                    );
+                }
+            }
+            self.remove(id);
+        }
+    }
+}
+
+impl Hub {
+    pub(super) fn arm_listener(&mut self) {
+        if self.listener_source.is_some() || self.shut_down {
+            return;
+        }
+        let fd = self.listener.as_raw_fd();
+        let weak = self.weak.clone();
+        self.listener_source = Some(glib_unix::unix_fd_add_local(
+            fd,
+            IOCondition::IN,
+            move |_, _| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.borrow_mut().accept_all();
+                }
+                ControlFlow::Continue
+            },
+        ));
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((sock, peer)) => {
+                    self.accept_failing = false;
+                    self.add_conn(sock, peer)
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    // Out of file descriptors (EMFILE, ENFILE) or memory: the pending
+                    // connection stays queued and the listener stays readable, so stop
+                    // watching it for a moment instead of spinning; the others go on.
+                    if !self.accept_failing {
+                        warn!(
+                            "cannot accept connections ({e}) with {} open; pausing accept for {} ms",
+                            self.conns.len(),
+                            ACCEPT_PAUSE.as_millis()
+                        );
+                        self.accept_failing = true;
+                    }
+                    if let Some(s) = self.listener_source.take() {
+                        remove_source(s);
+                    }
+                    let weak = self.weak.clone();
+                    glib::timeout_add_local_once(ACCEPT_PAUSE, move || {
+                        if let Some(hub) = weak.upgrade() {
+                            hub.borrow_mut().arm_listener();
+                        }
+                    });
+                    break;
+                }
+            }
+        }
+    }
+
+    fn add_conn(&mut self, sock: TcpStream, peer: SocketAddr) {
+        if sock.set_nonblocking(true).is_err() {
+            return;
+        }
+        let _ = sock.set_nodelay(true);
+        let tls = match &self.tls {
+            Some(config) => match rustls::ServerConnection::new(config.clone()) {
+                Ok(mut c) => {
+                    // Our queue bounds what waits; the session only holds one item.
+                    c.set_buffer_limit(None);
+                    Some(Box::new(c))
+                }
+                Err(e) => {
+                    warn!("TLS session setup failed: {e}");
+                    return;
+                }
+            },
+            None => None,
+        };
+        let id = self.next_id;
+        self.next_id += 1;
+        self.stats.connections_total += 1;
+        let fd = sock.as_raw_fd();
+        let weak = self.weak.clone();
+        let in_source = glib_unix::unix_fd_add_local(
+            fd,
+            IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
+            move |_, _| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.borrow_mut().on_readable(id);
+                }
+                ControlFlow::Continue
+            },
+        );
+        let weak = self.weak.clone();
+        let timeout = glib::timeout_add_local_once(self.config.handshake_timeout, move || {
+            if let Some(hub) = weak.upgrade() {
+                hub.borrow_mut().on_handshake_timeout(id);
+            }
+        });
+        debug!("connection from {peer}");
+        self.conns.insert(
+            id,
+            Conn {
+                peer,
+                kind: ConnKind::Http(HttpConn {
+                    io: ClientIo::new(sock, tls),
+                    buf: Vec::with_capacity(1024),
+                    timeout: Some(timeout),
+                    closing: false,
+                }),
+                in_source: Some(in_source),
+                out_source: None,
+            },
+        );
+    }
+
+    pub(super) fn update_listening(&mut self) {
+        let listening = self.stats.clients > 0;
+        if listening != self.listening {
+            self.listening = listening;
+            let hooks = self.hooks.clone();
+            // Outside of our borrow: the hook reaches into the capture.
+            glib::timeout_add_local_once(Duration::ZERO, move || (hooks.on_listening)(listening));
+        }
+    }
+
+    /// Writes what is queued for `id`; watches for OUT when the socket is full;
+    /// finishes closing connections whose last bytes are out.
+    pub(super) fn flush(&mut self, id: u64) {
+        let mut sent = 0;
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        let closing = match &conn.kind {
+            ConnKind::Http(h) => h.closing,
+            ConnKind::Ws(w) => w.closing,
+        };
+        let result = conn.io().flush_queue(&mut sent);
+        self.stats.bytes_sent += sent;
+        match result {
+            Ok(Flush::Done) => {
+                if let Some(s) = self.conns.get_mut(&id).and_then(|c| c.out_source.take()) {
+                    remove_source(s);
+                }
+                if closing {
+                    let Some(c) = self.conns.get_mut(&id) else {
+                        return;
+                    };
+                    match c.kind {
+                        // Half-close and wait for the peer's EOF (see read_http).
+                        ConnKind::Http(_) => {
+                            let io = c.io();
+                            if let Some(tls) = io.tls.as_mut() {
+                                tls.send_close_notify();
+                                let _ = tls.write_tls(&mut io.sock);
+                            }
+                            let _ = io.sock.shutdown(std::net::Shutdown::Write);
+                        }
+                        // The close handshake is complete.
+                        ConnKind::Ws(_) => self.remove(id),
+                    }
+                }
+            }
+            Ok(Flush::Blocked) => self.watch_out(id),
+            Err(_) => self.remove(id),
+        }
+    }
+
+    pub(super) fn watch_out(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            return;
+        };
+        if conn.out_source.is_some() {
+            return;
+        }
+        let fd = conn.io().sock.as_raw_fd();
+        let weak = self.weak.clone();
+        conn.out_source = Some(glib_unix::unix_fd_add_local(
+            fd,
+            IOCondition::OUT,
+            move |_, _| {
+                if let Some(hub) = weak.upgrade() {
+                    let mut hub = hub.borrow_mut();
+                    hub.flush(id);
+                }
+                ControlFlow::Continue
+            },
+        ));
+    }
+
+    pub(super) fn remove(&mut self, id: u64) {
+        let Some(mut conn) = self.conns.remove(&id) else {
+            return;
+        };
+        if let Some(s) = conn.in_source.take() {
+            remove_source(s);
+        }
+        if let Some(s) = conn.out_source.take() {
+            remove_source(s);
+        }
+        match &mut conn.kind {
+            ConnKind::Http(h) => {
+                if let Some(t) = h.timeout.take() {
+                    remove_source(t);
+                }
+            }
+            ConnKind::Ws(w) => {
+                self.stats.clients -= 1;
+                match w.codec {
+                    Codec::Opus => self.stats.opus_clients -= 1,
+                    Codec::Pcm => self.stats.pcm_clients -= 1,
+                }
+                info!(
+                    "client {} disconnected ({} left)",
+                    conn.peer, self.stats.clients
+                );
+                self.update_listening();
+            }
+        }
+        // Dropping the socket closes it.
+    }
+}

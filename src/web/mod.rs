@@ -1,0 +1,173 @@
+//! The web side of the port, behind one small routing interface: given a parsed request
+//! and the moment's facts, [`Router::route`] answers with a WebSocket upgrade or a reply
+//! (a page, a web asset, stats, or a precise error). No sockets here: the transport reads
+//! requests and writes what the router decided.
+
+pub mod access;
+#[cfg(test)]
+mod asset_table;
+pub mod assets;
+pub mod http;
+pub mod stats;
+
+pub use access::{Codecs, TokenError};
+pub use assets::{Asset, ASSETS};
+
+use crate::audio::Codec;
+use crate::config::WebSocketConfig;
+use access::Access;
+use http::{Reply, Request};
+
+/// What a request gets.
+#[derive(Debug)]
+pub enum Route {
+    /// Switch to WebSocket (the transport sends the 101 and streams `codec`).
+    Upgrade(Upgrade),
+    /// Answer and close.
+    Reply(Reply),
+}
+
+/// A valid upgrade on the stream path.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Upgrade {
+    pub key: String,
+    /// The sub-protocol to echo.
+    pub protocol: Option<String>,
+    pub codec: Codec,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StatsFormat {
+    /// `/stats`
+    Json,
+    /// `/metrics`
+    Prometheus,
+}
+
+/// What the router needs to know of the moment.
+pub struct RouteContext<'a> {
+    /// WebSocket clients connected now (for `--max-clients`).
+    pub clients: usize,
+    /// Renders the stats now.
+    pub render_stats: &'a dyn Fn(StatsFormat) -> String,
+}
+
+/// Decides what each request gets.
+pub struct Router {
+    stream_path: String,
+    serve_web: bool,
+    serve_stats: bool,
+    max_clients: usize,
+    access: Access,
+    assets: &'static [Asset],
+}
+
+impl Router {
+    /// A router serving the files of web/ compiled into the daemon; reads `--token-file`.
+    pub fn new(config: &WebSocketConfig, codecs: Codecs) -> Result<Router, TokenError> {
+        Router::with_assets(config, codecs, ASSETS)
+    }
+
+    /// A router serving `assets` instead.
+    pub fn with_assets(
+        config: &WebSocketConfig,
+        codecs: Codecs,
+        assets: &'static [Asset],
+    ) -> Result<Router, TokenError> {
+        Ok(Router {
+            stream_path: config.path.clone(),
+            serve_web: config.serve_web,
+            serve_stats: config.serve_stats,
+            max_clients: config.max_clients,
+            access: Access::new(config, codecs)?,
+            assets,
+        })
+    }
+
+    pub fn route(&self, req: &Request, ctx: &RouteContext<'_>) -> Route {
+        if req.path == self.stream_path {
+            return match self.check_upgrade(req, ctx) {
+                Ok(upgrade) => Route::Upgrade(upgrade),
+                Err(reply) => Route::Reply(reply),
+            };
+        }
+        if req.method != "GET" && req.method != "HEAD" {
+            return Route::Reply(
+                Reply::text(405, "Method Not Allowed", "Only GET is served here.")
+                    .with_header("Allow", "GET, HEAD"),
+            );
+        }
+        Route::Reply(self.page(req, ctx))
+    }
+
+    fn page(&self, req: &Request, ctx: &RouteContext<'_>) -> Reply {
+        let stats = match req.path.as_str() {
+            "/stats" => Some(StatsFormat::Json),
+            "/metrics" => Some(StatsFormat::Prometheus),
+            _ => None,
+        };
+        if let Some(format) = stats.filter(|_| self.serve_stats) {
+            if !self.access.authorized(req) {
+                return Reply::unauthorized();
+            }
+            return Reply {
+                status: 200,
+                reason: "OK",
+                content_type: match format {
+                    StatsFormat::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+                    StatsFormat::Json => "application/json",
+                },
+                body: (ctx.render_stats)(format).into_bytes(),
+                headers: Vec::new(),
+            };
+        }
+        let asset = assets::find(self.assets, &req.path).filter(|_| self.serve_web);
+        match asset {
+            Some(asset) if asset.is_page() => {
+                if !self.access.authorized(req) {
+                    return Reply::unauthorized();
+                }
+                Reply::ok(asset.content_type(), asset.body.to_vec())
+            }
+            Some(asset) => Reply::ok(asset.content_type(), asset.body.to_vec())
+                .with_header("Access-Control-Allow-Origin", "*"),
+            None => Reply::text(
+                404,
+                "Not Found",
+                &format!("Not found. The audio stream is at {}.", self.stream_path),
+            ),
+        }
+    }
+
+    /// Checks a request on the stream path.
+    fn check_upgrade(&self, req: &Request, ctx: &RouteContext<'_>) -> Result<Upgrade, Reply> {
+        let (key, protocol) = http::check_upgrade(req)?;
+        if !self.access.origin_allowed(req) {
+            return Err(Reply::text(
+                403,
+                "Forbidden",
+                "This Origin may not connect.",
+            ));
+        }
+        if !self.access.authorized(req) {
+            return Err(Reply::unauthorized());
+        }
+        let codec = self.access.codec(req)?;
+        if ctx.clients >= self.max_clients {
+            return Err(Reply::text(
+                503,
+                "Service Unavailable",
+                &format!("Too many clients (the limit is {}).", self.max_clients),
+            )
+            .with_header("Retry-After", "5"));
+        }
+        Ok(Upgrade {
+            key,
+            protocol,
+            codec,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

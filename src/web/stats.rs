@@ -1,0 +1,223 @@
+//! `/stats` (JSON) and `/metrics` (Prometheus text exposition format) from a [`Stats`]
+//! snapshot and the running configuration.
+
+use std::fmt::Write as _;
+
+use super::http::json_string;
+use crate::config::Config;
+use crate::stats::{PulseState, Stats};
+
+/// Escapes a Prometheus label value: backslash, double quote and line feed, as the text
+/// exposition format asks.
+fn label_value(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+pub fn render_json(stats: &Stats, config: &Config) -> String {
+    let c = &stats.capture;
+    let t = &stats.transport;
+    let mut rejected = String::new();
+    let mut codes: Vec<_> = t.rejected.iter().collect();
+    codes.sort();
+    for (i, (code, n)) in codes.into_iter().enumerate() {
+        if i > 0 {
+            rejected.push(',');
+        }
+        let _ = write!(rejected, "\"{code}\":{n}");
+    }
+    format!(
+        concat!(
+            "{{\"uptime_s\":{:.3},\"pulse_state\":{},\"device\":{},\"device_setting\":{},",
+            "\"sink_created\":{},\"codec\":{},\"sample_rate\":{},\"channels\":{},",
+            "\"bitrate\":{},\"frame_ms\":{},\"clients\":{},\"opus_clients\":{},",
+            "\"pcm_clients\":{},\"connections_total\":{},\"frames_encoded\":{},",
+            "\"frames_sent\":{},\"bytes_sent\":{},",
+            "\"frames_dropped\":{{\"slow_client\":{},\"encode_error\":{}}},",
+            "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},\"reconnects\":{}}}\n"
+        ),
+        stats.uptime.as_secs_f64(),
+        json_string(c.state.name()),
+        c.device
+            .as_deref()
+            .map(json_string)
+            .unwrap_or("null".into()),
+        json_string(config.capture.device.name()),
+        c.sink_created,
+        json_string(config.encoder.codec.name()),
+        config.capture.sample_rate,
+        config.capture.channels,
+        config.encoder.bitrate,
+        config.encoder.frame_us as f64 / 1000.0,
+        t.clients,
+        t.opus_clients,
+        t.pcm_clients,
+        t.connections_total,
+        stats.pipeline.frames_encoded,
+        t.frames_sent,
+        t.bytes_sent,
+        t.dropped_slow_client,
+        stats.pipeline.encode_errors,
+        t.disconnected_stalled,
+        rejected,
+        c.reconnects,
+    )
+}
+
+pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
+    let c = &stats.capture;
+    let t = &stats.transport;
+    let mut s = String::new();
+    let mut metric = |name: &str, kind: &str, help: &str, value: String| {
+        let _ = write!(
+            s,
+            "# HELP novnc_audio_{name} {help}\n# TYPE novnc_audio_{name} {kind}\nnovnc_audio_{name} {value}\n"
+        );
+    };
+    metric(
+        "uptime_seconds",
+        "gauge",
+        "Seconds since start.",
+        format!("{:.3}", stats.uptime.as_secs_f64()),
+    );
+    metric(
+        "pulse_connected",
+        "gauge",
+        "1 when connected to PulseAudio.",
+        u8::from(c.state == PulseState::Ready).to_string(),
+    );
+    metric(
+        "recording",
+        "gauge",
+        "1 while a record stream is attached.",
+        u8::from(c.recording).to_string(),
+    );
+    metric(
+        "sink_created",
+        "gauge",
+        "1 if this process created its null sink.",
+        u8::from(c.sink_created).to_string(),
+    );
+    metric(
+        "clients",
+        "gauge",
+        "Connected WebSocket clients.",
+        t.clients.to_string(),
+    );
+    metric(
+        "connections_total",
+        "counter",
+        "TCP connections accepted.",
+        t.connections_total.to_string(),
+    );
+    metric(
+        "frames_encoded_total",
+        "counter",
+        "Opus frames encoded.",
+        stats.pipeline.frames_encoded.to_string(),
+    );
+    metric(
+        "frames_sent_total",
+        "counter",
+        "Frames queued to clients.",
+        t.frames_sent.to_string(),
+    );
+    metric(
+        "bytes_sent_total",
+        "counter",
+        "Bytes written to clients.",
+        t.bytes_sent.to_string(),
+    );
+    metric(
+        "reconnects_total",
+        "counter",
+        "Reconnections to PulseAudio.",
+        c.reconnects.to_string(),
+    );
+    metric(
+        "clients_disconnected_stalled_total",
+        "counter",
+        "Clients dropped for not reading.",
+        t.disconnected_stalled.to_string(),
+    );
+    let _ = write!(
+        s,
+        "# HELP novnc_audio_frames_dropped_total Frames not delivered, by reason.\n\
+         # TYPE novnc_audio_frames_dropped_total counter\n\
+         novnc_audio_frames_dropped_total{{reason=\"slow_client\"}} {}\n\
+         novnc_audio_frames_dropped_total{{reason=\"encode_error\"}} {}\n",
+        t.dropped_slow_client, stats.pipeline.encode_errors
+    );
+    let _ = write!(
+        s,
+        "# HELP novnc_audio_info Static settings.\n# TYPE novnc_audio_info gauge\n\
+         novnc_audio_info{{codec=\"{}\",sample_rate=\"{}\",channels=\"{}\",bitrate=\"{}\",device=\"{}\"}} 1\n",
+        config.encoder.codec.name(),
+        config.capture.sample_rate,
+        config.capture.channels,
+        config.encoder.bitrate,
+        label_value(c.device.as_deref().unwrap_or(""))
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{CaptureStatus, PipelineStats, TransportStats};
+    use std::time::Duration;
+
+    fn stats(device: &str) -> Stats {
+        Stats {
+            uptime: Duration::from_millis(1500),
+            capture: CaptureStatus {
+                state: PulseState::Ready,
+                device: Some(device.into()),
+                sink_created: true,
+                reconnects: 2,
+                recording: true,
+            },
+            transport: TransportStats {
+                clients: 3,
+                ..Default::default()
+            },
+            pipeline: PipelineStats::default(),
+        }
+    }
+
+    #[test]
+    fn stats_render_as_json_and_prometheus() {
+        let stats = stats("novnc_audio.monitor");
+        let config = Config::default();
+        let json = render_json(&stats, &config);
+        assert!(
+            json.starts_with("{\"uptime_s\":1.500,\"pulse_state\":\"ready\""),
+            "{json}"
+        );
+        assert!(json.contains("\"device\":\"novnc_audio.monitor\""));
+        assert!(json.contains("\"clients\":3,"));
+        assert!(json.contains("\"reconnects\":2}"));
+        let prom = render_prometheus(&stats, &config);
+        assert!(prom.contains("\nnovnc_audio_clients 3\n"));
+        assert!(prom.contains("novnc_audio_frames_dropped_total{reason=\"slow_client\"} 0"));
+    }
+
+    #[test]
+    fn prometheus_labels_escape_backslash_quote_and_newline() {
+        assert_eq!(label_value(r#"a\b"c"#), r#"a\\b\"c"#);
+        assert_eq!(label_value("a\nb"), "a\\nb");
+        let prom = render_prometheus(&stats("we\"ird\\sink\n.monitor"), &Config::default());
+        assert!(
+            prom.contains(r#"device="we\"ird\\sink\n.monitor"} 1"#),
+            "{prom}"
+        );
+    }
+}
