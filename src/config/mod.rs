@@ -50,6 +50,10 @@ pub struct WebSocketConfig {
     pub handshake_timeout: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `--novnc-dir`: noVNC's files, served at /novnc/ with sound added.
+    pub novnc_dir: Option<PathBuf>,
+    /// `--websockify-port`: where that noVNC page connects for the desktop.
+    pub websockify_port: u16,
 }
 
 /// Process-level settings.
@@ -99,6 +103,8 @@ impl Default for Config {
                 handshake_timeout: Duration::from_secs(5),
                 tls_cert: None,
                 tls_key: None,
+                novnc_dir: None,
+                websockify_port: 6080,
             },
             daemon: DaemonConfig {
                 config_file: None,
