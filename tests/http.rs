@@ -156,3 +156,62 @@ fn custom_path() {
         404,
     );
 }
+
+/// `--novnc-dir`: a copy of noVNC's page comes out with the sound module and websockify's
+/// port added, its other files as they are, nothing outside the directory, and the module
+/// the page names is served beside it.
+#[test]
+fn novnc_dir_serves_novnc_with_sound() {
+    let dir = std::env::temp_dir().join(format!("novnc-dir-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("app")).unwrap();
+    std::fs::write(
+        dir.join("vnc.html"),
+        "<!DOCTYPE html><html><head><title>noVNC</title></head><body><div id=\"noVNC_control_bar\"></div></body></html>",
+    )
+    .unwrap();
+    std::fs::write(dir.join("app/ui.js"), "export default 1;\n").unwrap();
+    let dir_arg = dir.display().to_string();
+    let (_pulse, daemon) = setup(&["--novnc-dir", &dir_arg, "--websockify-port", "5999"]);
+
+    let page = exchange(daemon.addr(), get("/novnc/vnc.html", "").as_bytes()).unwrap();
+    assert_eq!(page.status, 200, "{}", page.head);
+    let html = String::from_utf8(page.body).unwrap();
+    assert!(html.contains("searchParams.set('port', '5999')"), "{html}");
+    assert!(
+        html.contains(r#"<script type="module" src="../novnc-ui.js" data-audio-url="../audio">"#),
+        "{html}"
+    );
+    assert!(html.ends_with("</body></html>"), "{html}");
+
+    let js = exchange(daemon.addr(), get("/novnc/app/ui.js", "").as_bytes()).unwrap();
+    assert_eq!(js.status, 200);
+    assert_eq!(js.body, b"export default 1;\n");
+    assert!(js
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/javascript"));
+
+    // What the injected tag loads resolves to our own module.
+    let ui = exchange(daemon.addr(), get("/novnc-ui.js", "").as_bytes()).unwrap();
+    assert_eq!(
+        ui.status, 200,
+        "the page's module /novnc-ui.js: {}",
+        ui.head
+    );
+
+    for bad in [
+        "/novnc/../Cargo.toml",
+        "/novnc/app/../../x",
+        "/novnc/.hidden",
+        "/novnc/none.js",
+    ] {
+        let r = exchange(daemon.addr(), get(bad, "").as_bytes()).unwrap();
+        assert_eq!(r.status, 404, "{bad}: {}", r.head);
+    }
+    let r = exchange(daemon.addr(), get("/novnc/", "").as_bytes()).unwrap();
+    assert_eq!(
+        (r.status, r.header("location")),
+        (302, Some("vnc.html".into()))
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

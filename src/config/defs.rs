@@ -342,7 +342,7 @@ pub static OPTIONS: &[OptionDef] = &[
         short: "",
         long: "no-web",
         value: None,
-        help: "do not serve the listen page / and /novnc-audio.js",
+        help: "do not serve the listen page, the browser module and --novnc-dir",
         setting: Some(Setting {
             set: |c, v| {
                 c.websocket.serve_web = !boolean(v)?;
@@ -352,6 +352,39 @@ pub static OPTIONS: &[OptionDef] = &[
             reset: None,
             reload: Live(|c, new| c.websocket.serve_web = new.websocket.serve_web),
             example: "true",
+        }),
+    },
+    OptionDef {
+        short: "",
+        long: "novnc-dir",
+        value: Some("DIR"),
+        help: "serve noVNC from DIR (e.g. /usr/share/novnc) at /novnc/vnc.html, with sound added",
+        setting: Some(Setting {
+            set: |c, v| {
+                c.websocket.novnc_dir = Some(path(v));
+                Ok(())
+            },
+            show: |c| shown_path(&c.websocket.novnc_dir),
+            reset: None,
+            reload: Live(|c, new| c.websocket.novnc_dir = new.websocket.novnc_dir.clone()),
+            example: "/usr/share/novnc",
+        }),
+    },
+    OptionDef {
+        short: "",
+        long: "websockify-port",
+        value: Some("PORT"),
+        help:
+            "websockify's port, where the --novnc-dir page connects for the desktop (default 6080)",
+        setting: Some(Setting {
+            set: |c, v| {
+                c.websocket.websockify_port = int(v, 1u16, 65535)?;
+                Ok(())
+            },
+            show: |c| one(c.websocket.websockify_port),
+            reset: None,
+            reload: Live(|c, new| c.websocket.websockify_port = new.websocket.websockify_port),
+            example: "5901",
         }),
     },
     OptionDef {

@@ -54,6 +54,10 @@ pub struct WebSocketConfig {
     pub handshake_timeout: Duration,
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
+    /// `--novnc-dir`: noVNC's files, served at /novnc/ with sound added.
+    pub novnc_dir: Option<PathBuf>,
+    /// `--websockify-port`: where that noVNC page connects for the desktop.
+    pub websockify_port: u16,
 }
 
 /// The way back: the browser's microphone as a PulseAudio source (off by default).
@@ -115,6 +119,8 @@ impl Default for Config {
                 handshake_timeout: Duration::from_secs(5),
                 tls_cert: None,
                 tls_key: None,
+                novnc_dir: None,
+                websockify_port: 6080,
             },
             microphone: MicrophoneConfig {
                 enabled: false,

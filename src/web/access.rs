@@ -46,6 +46,11 @@ impl Access {
         })
     }
 
+    /// The token (`--token-file`), if one is needed.
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
     /// Does the request present the token (or is none needed)?
     pub fn authorized(&self, req: &Request) -> bool {
         match &self.token {

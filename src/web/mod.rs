@@ -8,6 +8,7 @@ pub mod access;
 mod asset_table;
 pub mod assets;
 pub mod http;
+pub mod novnc;
 pub mod stats;
 
 pub use access::{Codecs, TokenError};
@@ -17,6 +18,7 @@ use crate::audio::Codec;
 use crate::config::WebSocketConfig;
 use access::Access;
 use http::{Reply, Request};
+use novnc::NovncDir;
 
 /// What a request gets.
 #[derive(Debug)]
@@ -70,6 +72,7 @@ pub struct Router {
     max_clients: usize,
     access: Access,
     assets: &'static [Asset],
+    novnc: Option<NovncDir>,
 }
 
 impl Router {
@@ -84,14 +87,22 @@ impl Router {
         codecs: Codecs,
         assets: &'static [Asset],
     ) -> Result<Router, TokenError> {
+        let access = Access::new(config, codecs)?;
+        let novnc = config.novnc_dir.as_ref().map(|root| NovncDir {
+            root: root.clone(),
+            websockify_port: config.websockify_port,
+            stream_path: config.path.clone(),
+            token: access.token().map(str::to_string),
+        });
         Ok(Router {
             stream_path: config.path.clone(),
             mic_path: None,
             serve_web: config.serve_web,
             serve_stats: config.serve_stats,
             max_clients: config.max_clients,
-            access: Access::new(config, codecs)?,
+            access,
             assets,
+            novnc,
         })
     }
 
@@ -144,6 +155,9 @@ impl Router {
                 headers: Vec::new(),
             };
         }
+        if let Some(reply) = self.novnc_page(req) {
+            return reply;
+        }
         let asset = assets::find(self.assets, &req.path).filter(|_| self.serve_web);
         match asset {
             Some(asset) if asset.is_page() => {
@@ -189,6 +203,16 @@ impl Router {
             ));
         }
         Ok((key, protocol))
+    }
+
+    /// noVNC's files (`--novnc-dir`): its pages with the token rule of our own pages.
+    fn novnc_page(&self, req: &Request) -> Option<Reply> {
+        let novnc = self.novnc.as_ref().filter(|_| self.serve_web)?;
+        let reply = novnc.serve(&req.path)?;
+        if reply.content_type.starts_with("text/html") && !self.access.authorized(req) {
+            return Some(Reply::unauthorized());
+        }
+        Some(reply)
     }
 
     /// Checks a request on the stream path.
