@@ -141,6 +141,9 @@ impl Server {
             }
         })?;
         *shared.capture.borrow_mut() = Some(capture);
+        if let Some(mic) = &shared.microphone {
+            mic.start();
+        }
         let server = Server { shared };
         server.install_signals();
         server.install_systemd_status();

@@ -16,10 +16,15 @@
 //! default sink is the feed, it is moved back to another sink, and the capture never
 //! records the feed (see `capture`'s list of sinks it ignores).
 //!
-//! Found or created by name, idempotently; created on the first speaker and kept (and
-//! recreated after a server restart) from then on; never unloaded, like the null sink of
-//! the capture: applications may be recording from it. It becomes the default source only
-//! when every other source is a monitor: a real microphone is never taken over.
+//! Found or created by name, idempotently, when the daemon starts with `--microphone` (not
+//! on the first speaker, for two reasons found by the tests: applications list their input
+//! devices when they start, so the source should be there before anyone speaks; and a
+//! change of the default source makes PulseAudio move every record stream that sits on
+//! the old default, the capture's own stream on a sink's monitor included, which costs
+//! the listeners a few frames: better at start than while they listen). Kept, and
+//! recreated after a server restart; never unloaded, like the null sink of the capture:
+//! applications may be recording from it. It becomes the default source only when every
+//! other source is a monitor: a real microphone is never taken over.
 //!
 //! Callback rules are those of `capture`: callbacks capture a `Weak`, only record or
 //! [`defer`] work to the main loop; the write callback borrows with `try_borrow_mut`; no
@@ -50,7 +55,7 @@ const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// What the playback stream keeps queued in the server: small, the jitter buffer is ours.
 const STREAM_TARGET_MS: u32 = 20;
-const STREAM_REQUEST_MS: u32 = 5;
+const STREAM_REQUEST_MS: u32 = 10;
 const BYTES_PER_MS: u32 = RATE / 1000 * 2;
 /// How long a loaded module's device may take to show up before we load it again.
 const AWAIT_DEVICE: Duration = Duration::from_secs(2);
@@ -197,7 +202,7 @@ fn defer(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) + 'static) {
 }
 
 impl Microphone {
-    /// Nothing happens in PulseAudio until the first speaker arrives.
+    /// Nothing happens in PulseAudio until [`Microphone::start`] or the first speaker.
     pub fn new(config: MicConfig) -> Result<Microphone, MicError> {
         let mainloop = Mainloop::new(None).ok_or(MicError::Mainloop)?;
         let speaker = Speaker::new().map_err(MicError::Decoder)?;
@@ -240,18 +245,24 @@ impl Microphone {
         }
     }
 
-    /// A speaker connected: the source is made ready, the stream runs.
+    /// Connects to the audio server and makes the source ready (silent until a speaker
+    /// comes).
+    pub fn start(&self) {
+        let mut inner = self.inner.borrow_mut();
+        if !inner.started {
+            inner.started = true;
+            inner.connect();
+        }
+    }
+
+    /// A speaker connected: the stream runs.
     pub fn speaker_joined(&self) {
+        self.start();
         let mut inner = self.inner.borrow_mut();
         inner.speaker.reset();
         inner.speaking = true;
         inner.status.speaker_connected = true;
-        if !inner.started {
-            inner.started = true;
-            inner.connect();
-        } else {
-            inner.apply_cork();
-        }
+        inner.apply_cork();
     }
 
     /// One binary message from the speaker; an error says how to close it.

@@ -29,6 +29,20 @@ impl Tone {
         rate: u32,
         channels: u32,
     ) -> Tone {
+        Self::play_buffered(pulse, sink, freq_hz, rate, channels, 20)
+    }
+
+    /// With `latency_ms` of buffer in the server: a larger one than the default 20 ms keeps
+    /// the tone unbroken while this shared machine is busy (for tests that check every
+    /// frame of it, not how fast it starts).
+    pub fn play_buffered(
+        pulse: &PulseServer,
+        sink: Option<&str>,
+        freq_hz: f64,
+        rate: u32,
+        channels: u32,
+        latency_ms: u32,
+    ) -> Tone {
         let mut cmd = pulse.command("pacat");
         cmd.args([
             "--playback",
@@ -36,7 +50,7 @@ impl Tone {
             "--format=s16le",
             &format!("--rate={rate}"),
             &format!("--channels={channels}"),
-            "--latency-msec=20",
+            &format!("--latency-msec={latency_ms}"),
         ]);
         if let Some(s) = sink {
             cmd.arg(format!("--device={s}"));
