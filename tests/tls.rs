@@ -1,5 +1,6 @@
 //! wss:// served directly with --tls-cert/--tls-key: a self-signed certificate made by
-//! the test, a rustls client that trusts exactly it, a 440 Hz tone through the stream.
+//! the test, a rustls client that trusts exactly it, a 440 Hz tone through the stream and a
+//! 660 Hz voice into the microphone.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::net::TcpStream;
 use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::*;
 use rustls::pki_types::pem::PemObject;
@@ -177,4 +178,40 @@ fn mismatched_tls_options_exit_2() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--tls-key"), "{err}");
+}
+
+#[test]
+fn a_speaker_over_wss_is_heard_at_the_microphones_source() {
+    if !missing_programs(&["openssl"]).is_empty() {
+        skip("openssl (which makes the test certificate) not installed");
+        return;
+    }
+    let pulse = PulseServer::start();
+    let (ca, cert, key) = make_certificate(pulse.dir());
+    let daemon = Daemon::start(
+        &pulse,
+        &["--tls-cert", &cert, "--tls-key", &key, "--microphone"],
+    );
+    assert!(wait_mic_source(&pulse, Duration::from_secs(5)));
+    let recorder = Recorder::start(&pulse, MIC_SOURCE);
+    let stream = tls_stream(daemon.port(), &ca);
+    let url = format!("wss://localhost:{}/mic", daemon.port());
+    let (mut ws, response) = tungstenite::client(url.as_str(), stream).expect("wss handshake");
+    assert_eq!(response.status(), 101);
+    let mut voice = Voice::new(VoiceCodec::Opus);
+    let start = Instant::now();
+    for k in 0..75u64 {
+        if let Some(wait) =
+            (start + Duration::from_millis(20 * k)).checked_duration_since(Instant::now())
+        {
+            std::thread::sleep(wait);
+        }
+        ws.send(tungstenite::Message::Binary(
+            voice.next_message(true).into(),
+        ))
+        .expect("send over TLS");
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert_tone(&recorder.tail(0.5), VOICE_HZ, "the voice over wss://");
+    let _ = ws.close(None);
 }
