@@ -44,5 +44,6 @@ pub mod errors {
 /// The pure parsers the fuzz targets (fuzz/) exercise. Not a stable API.
 #[doc(hidden)]
 pub mod fuzzing {
+    pub use crate::mic::speaker::Speaker;
     pub use crate::web::http;
 }

@@ -4,6 +4,7 @@
 
 use novnc_audio::config::{self, Command};
 use novnc_audio::fuzzing::http::{self, Parse};
+use novnc_audio::fuzzing::Speaker;
 
 /// The HTTP side: parse what a client sent; on a complete request run everything the
 /// transport runs on it (upgrade check, token, query, 101 answer, reply bytes).
@@ -78,5 +79,29 @@ fn cli(mut args: Vec<String>) {
         let _ = c.describe();
         let _ = c.frame_samples();
         let _ = c.frame_bytes();
+    }
+}
+
+/// The microphone: a speaker's messages (each a big-endian u16 length, then that many
+/// bytes) through the whole pure path (parse, pace, decode, concealment, jitter buffer),
+/// one message every 20 ms of a made-up clock, with the 10 ms pulls PulseAudio makes in
+/// between. A message may be refused (that closes a speaker), never panic.
+pub fn mic_messages(data: &[u8]) {
+    let mut speaker = Speaker::new().expect("an Opus decoder");
+    let t0 = std::time::Instant::now();
+    let mut out = vec![0i16; 480];
+    let mut rest = data;
+    let mut k = 0u64;
+    while rest.len() >= 2 {
+        let len = (usize::from(rest[0]) << 8 | usize::from(rest[1])).min(rest.len() - 2);
+        let msg = &rest[2..2 + len];
+        rest = &rest[2 + len..];
+        let now = t0 + std::time::Duration::from_millis(20 * k);
+        if speaker.receive(msg, now).is_err() {
+            speaker.reset();
+        }
+        speaker.fill(&mut out);
+        speaker.fill(&mut out);
+        k += 1;
     }
 }

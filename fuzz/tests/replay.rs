@@ -208,3 +208,8 @@ fn config_text() {
 fn cli_args() {
     run("cli_args", novnc_audio_fuzz::cli_args);
 }
+
+#[test]
+fn mic_messages() {
+    run("mic_messages", novnc_audio_fuzz::mic_messages);
+}
