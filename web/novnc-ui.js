@@ -196,11 +196,12 @@ export function attach(audio, ui, config) {
   show();
 }
 
-const config = readConfig();
-const opts = {};
-if (config.token) opts.token = config.token;
-const audio = new NovncAudio({ ...opts, url: audioUrlFor(config) });
-globalThis.novncAudio = audio;
-attach(audio, mountUi(audio, config), config);
+let audio = null;
+if (typeof document !== 'undefined') {  // (imported by node for tests of the functions above)
+  const config = readConfig();
+  audio = new NovncAudio({ url: audioUrlFor(config), ...(config.token ? { token: config.token } : {}) });
+  globalThis.novncAudio = audio;
+  attach(audio, mountUi(audio, config), config);
+}
 
 export default audio;

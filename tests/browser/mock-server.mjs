@@ -107,6 +107,7 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
   let timer;
   let queueUntil = 0;
   let stallUntil = 0;
+  const ctl = { loseEvery: 0 };
   const tick = () => {
     const now = performance.now();
     while (next <= now) {
@@ -134,6 +135,8 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
       let delay = jitterMs ? Math.max(queueUntil - now, Math.random() * jitterMs) : 0;
       if (stallUntil > now) delay = Math.max(delay, stallUntil - now);
       queueUntil = now + delay;
+      // A lost frame: its timestamp is used, the frame never sent (a client that gets a hole).
+      if (ctl.loseEvery && sent % ctl.loseEvery === 0) continue;
       for (const ws of clients) {
         const msg = ws.pcm ? buf : opusBuf;
         if (delay) setTimeout(() => ws.readyState === 1 && ws.send(msg), delay);
@@ -153,6 +156,8 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
         codec: opus ? 'opus' : 'pcm',
         /** Hold the stream for ms, then deliver the backlog at once (a network stall). */
         stall(ms) { stallUntil = performance.now() + ms; },
+        /** Lose one frame in every n (0: none): holes in the timestamps, as a dropped frame. */
+        loseEvery(n) { ctl.loseEvery = n; },
         close() {
           clearTimeout(timer);
           for (const ws of clients) ws.terminate();
