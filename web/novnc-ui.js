@@ -119,9 +119,12 @@ export function mountUi(audio, config) {
   const parts = buildPanel();
   const bar = config.ui === 'floating' ? null : document.querySelector('#noVNC_control_bar .noVNC_scroll');
   if (bar) {
-    // noVNC's layout: a button, then its panel inside a .noVNC_vcenter; before Settings if present.
+    // noVNC's layout: a button, then its panel inside a centering div (.noVNC_vcenter in 1.3,
+    // .noVNC_crosscenter in later versions: copied from the Settings panel's); before Settings.
     const anchor = bar.querySelector('#noVNC_settings_button') || bar.querySelector('#noVNC_disconnect_button');
-    const wrap = el('div', { class: 'noVNC_vcenter' }, [parts.panel]);
+    const settings = document.getElementById('noVNC_settings');
+    const wrapClass = (settings && settings.parentElement && settings.parentElement !== bar && settings.parentElement.className) || 'noVNC_vcenter';
+    const wrap = el('div', { class: wrapClass }, [parts.panel]);
     if (anchor) { bar.insertBefore(button, anchor); bar.insertBefore(wrap, anchor); } else bar.append(button, wrap);
     // noVNC closes its own panels when another button is used; close ours the same way.
     bar.addEventListener('click', (e) => {
