@@ -149,18 +149,19 @@ export class ScheduledOutput {
   _toBuffer(planes, frames, rate) {
     if (!frames) return null;
     const L = planes[0], R = planes[1] || planes[0];
+    // getChannelData().set() rather than copyToChannel(): Safari before 14.1 lacks the latter.
     if (rate === this._rate) {
       const b = this._ctx.createBuffer(2, frames, this._rate);
-      b.copyToChannel(L.length === frames ? L : L.subarray(0, frames), 0);
-      b.copyToChannel(R.length === frames ? R : R.subarray(0, frames), 1);
+      b.getChannelData(0).set(L.length === frames ? L : L.subarray(0, frames));
+      b.getChannelData(1).set(R.length === frames ? R : R.subarray(0, frames));
       return b;
     }
     if (!this._resampler || this._resampler.inRate !== rate) this._resampler = new LinearResampler(rate, this._rate);
     const [l, r] = this._resampler.process(L, R, frames);
     if (!l.length) return null;
     const b = this._ctx.createBuffer(2, l.length, this._rate);
-    b.copyToChannel(l, 0);
-    b.copyToChannel(r, 1);
+    b.getChannelData(0).set(l);
+    b.getChannelData(1).set(r);
     return b;
   }
 
