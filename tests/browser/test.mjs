@@ -608,6 +608,38 @@ test('a lost frame is concealed by the decoder (WebAssembly Opus, plain http)', 
   }
 });
 
+test('libopus concealment fills a lost frame exactly, without a jump in the waveform', async (t) => {
+  const { opusLoop } = await import('./mock-server.mjs');
+  const packets = opusLoop(TONE_HZ);
+  if (!packets) { assert.ok(!process.env.CI, 'opusenc is missing'); t.skip('no opusenc'); return; }
+  const page = await openPage('?autostart=0', null, { plain: true });
+  try {
+    const r = await page.evaluate(async (pk64) => {
+      const pk = pk64.map((s) => Uint8Array.from(atob(s), (c) => c.charCodeAt(0)));
+      const { WasmOpusDecoder } = await import('/decoders/wasm-opus.js');
+      const run = async (lose) => {
+        const out = [];
+        const d = await WasmOpusDecoder.create({ onAudio: (p) => out.push(p[0]), onError: (e) => { throw e; } });
+        for (let i = 0; i < 100; i++) {
+          if (lose.includes(i)) d.conceal(960);
+          else d.decode(pk[i % pk.length]);
+        }
+        d.close();
+        let len = 0, maxJump = 0, prev = null;
+        for (const a of out) for (const v of a) { if (prev !== null) maxJump = Math.max(maxJump, Math.abs(v - prev)); prev = v; len++; }
+        return { len, maxJump };
+      };
+      return { clean: await run([]), concealed: await run([50, 73]) };
+    }, packets.map((b) => b.toString('base64')));
+    log(`concealment: ${JSON.stringify(r)}`);
+    assert.equal(r.concealed.len, r.clean.len, 'two lost 20 ms frames are replaced by exactly 2 x 960 samples');
+    assert.ok(r.concealed.maxJump <= r.clean.maxJump * 1.5,
+      `largest sample step ${r.concealed.maxJump} with concealment, ${r.clean.maxJump} without loss`);
+  } finally {
+    await page.close();
+  }
+});
+
 for (const plain of [false, true]) {
   const out = plain ? 'scheduled' : 'worklet';
   test(`an AudioContext at 44.1 kHz resamples the 48 kHz stream to the right pitch (${out})`, async () => {
