@@ -160,6 +160,11 @@ export function attach(audio, ui, config) {
     else if (audio.state === 'playing') {
       text = `Playing${s.codec ? ` (${s.codec}, ${s.decoder}, ${s.output}, ${Math.round(s.latencyMs)} ms)` : ''}.`;
       if (audio.reason && audio.reason !== 'playing') text += ` ${audio.reason}`;
+    } else if (audio.state === 'reconnecting' && !s.frames) {
+      // Never got a frame: the likely causes, not just the close code.
+      text = `Cannot reach the sound server at ${audio.url.replace(/([?&]token=)[^&]*/, '$1…')}: is novnc-audio ` +
+        `running, listening on that address, and is its port open? (${audio.reason})`;
+      cls = 'error';
     } else if (audio.state === 'reconnecting') { text = `Reconnecting: ${audio.reason}`; cls = 'blocked'; }
     else if (audio.state === 'connecting') text = 'Connecting to the sound…';
     else text = 'Sound is off.';
