@@ -163,7 +163,7 @@ export function attach(audio, ui, config) {
     } else if (audio.state === 'reconnecting' && !s.frames) {
       // Never got a frame: the likely causes, not just the close code.
       text = `Cannot reach the sound server at ${audio.url.replace(/([?&]token=)[^&]*/, '$1…')}: is novnc-audio ` +
-        `running, listening on that address, and is its port open? (${audio.reason})`;
+        `running there, is the port reachable from this browser, does it want a token (data-token)? (${audio.reason})`;
       cls = 'error';
     } else if (audio.state === 'reconnecting') { text = `Reconnecting: ${audio.reason}`; cls = 'blocked'; }
     else if (audio.state === 'connecting') text = 'Connecting to the sound…';
