@@ -166,6 +166,8 @@ export class ScheduledOutput {
   }
 
   flush() {
+    // What was scheduled but will not play is not rendered audio.
+    if (this._policy.playing) this._scheduledFrames -= Math.max(0, this._nextFrame - this._nowFrame());
     for (const q of this._queue) { q.src.stop(); q.src.disconnect(); }
     this._queue.length = 0;
     this._pending = [];
