@@ -1,5 +1,5 @@
 // A stand-in for the daemon, for developing and testing the browser side alone: serves web/
-// like the daemon (GET / and GET /novnc-audio.js) and streams a PCM sine on /audio in the
+// like the daemon (GET / is index.html, every other file under web/ at its path) and streams a PCM sine on /audio in the
 // daemon's wire format (u64 BE ms timestamp, codec byte, 20 ms frames): Opus (0x01) by default
 // when opusenc and sox are installed (a 1 s loop of the tone, encoded once at start), PCM s16le
 // stereo 48 kHz (0x00) for ?codec=pcm or when they are not.
@@ -52,14 +52,30 @@ function oggPackets(buf) {
   return packets;
 }
 
+const MIME = {
+  html: 'text/html; charset=utf-8', js: 'text/javascript; charset=utf-8', mjs: 'text/javascript; charset=utf-8',
+  css: 'text/css; charset=utf-8', json: 'application/json', wasm: 'application/wasm', svg: 'image/svg+xml',
+  md: 'text/markdown; charset=utf-8', txt: 'text/plain; charset=utf-8',
+};
+
+/** A file under web/ the way the daemon serves them: / is index.html, README.md files are not served. */
+export function webFile(pathname) {
+  const rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname).replace(/^\/+/, '');
+  const full = path.resolve(webDir, rel);
+  if (!full.startsWith(webDir + path.sep) || path.basename(full) === 'README.md') return null;
+  let body;
+  try { body = fs.readFileSync(full); } catch { return null; }
+  const ext = path.extname(full).slice(1);
+  return { body, type: MIME[ext] || (path.basename(full) === 'LICENSE' ? 'text/plain; charset=utf-8' : 'application/octet-stream') };
+}
+
 export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitterMs = 0, frameMs = 20 } = {}) {
   const server = http.createServer((req, res) => {
     const url = new URL(req.url, 'http://x');
-    const files = { '/': ['index.html', 'text/html; charset=utf-8'], '/novnc-audio.js': ['novnc-audio.js', 'text/javascript; charset=utf-8'] };
-    const f = files[url.pathname];
+    const f = webFile(url.pathname);
     if (f) {
-      res.writeHead(200, { 'Content-Type': f[1], 'Cache-Control': 'no-store', 'Access-Control-Allow-Origin': '*' });
-      res.end(fs.readFileSync(path.join(webDir, f[0])));
+      res.writeHead(200, { 'Content-Type': f.type, 'Cache-Control': 'no-store', 'Access-Control-Allow-Origin': '*' });
+      res.end(f.body);
     } else if (url.pathname === '/audio') {
       res.writeHead(426, { 'Content-Type': 'text/plain' });
       res.end('WebSocket upgrade required\n');
@@ -91,6 +107,7 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
   let timer;
   let queueUntil = 0;
   let stallUntil = 0;
+  const ctl = { loseEvery: 0 };
   const tick = () => {
     const now = performance.now();
     while (next <= now) {
@@ -118,6 +135,8 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
       let delay = jitterMs ? Math.max(queueUntil - now, Math.random() * jitterMs) : 0;
       if (stallUntil > now) delay = Math.max(delay, stallUntil - now);
       queueUntil = now + delay;
+      // A lost frame: its timestamp is used, the frame never sent (a client that gets a hole).
+      if (ctl.loseEvery && sent % ctl.loseEvery === 0) continue;
       for (const ws of clients) {
         const msg = ws.pcm ? buf : opusBuf;
         if (delay) setTimeout(() => ws.readyState === 1 && ws.send(msg), delay);
@@ -137,6 +156,8 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
         codec: opus ? 'opus' : 'pcm',
         /** Hold the stream for ms, then deliver the backlog at once (a network stall). */
         stall(ms) { stallUntil = performance.now() + ms; },
+        /** Lose one frame in every n (0: none): holes in the timestamps, as a dropped frame. */
+        loseEvery(n) { ctl.loseEvery = n; },
         close() {
           clearTimeout(timer);
           for (const ws of clients) ws.terminate();

@@ -1,0 +1,44 @@
+// select.js: which decoder and which output path, from what the browser offers. Pure functions
+// of the facts (each "unavailable" fact is null when the thing works, else the reason it does
+// not), so the choice is testable without a browser.
+
+/**
+ * @param {object} f
+ * @param {'auto'|'opus'|'pcm'} f.codec      what the user asked for on the wire
+ * @param {'auto'|'webcodecs'|'wasm'} f.decoder  which Opus decoder the user asked for
+ * @param {string|null} f.webcodecs          why WebCodecs cannot decode Opus, or null
+ * @param {string|null} f.wasm               why the WebAssembly decoder cannot run, or null
+ * @returns {{decoder: 'webcodecs'|'wasm'|'pcm'|null, note: string, error: string}}
+ */
+export function pickDecoder({ codec = 'auto', decoder = 'auto', webcodecs, wasm }) {
+  if (codec === 'pcm') return { decoder: 'pcm', note: '', error: '' };
+  if (decoder === 'webcodecs' || decoder === 'wasm') {
+    const why = decoder === 'webcodecs' ? webcodecs : wasm;
+    if (!why) return { decoder, note: '', error: '' };
+    return codec === 'opus'
+      ? { decoder: null, note: '', error: `cannot decode Opus: ${why}` }
+      : { decoder: 'pcm', note: `${why}; playing PCM instead (?codec=pcm, about 1.5 Mbit/s)`, error: '' };
+  }
+  if (!webcodecs) return { decoder: 'webcodecs', note: '', error: '' };
+  if (!wasm) return { decoder: 'wasm', note: '', error: '' };
+  const why = `${webcodecs}, and ${wasm}`;
+  if (codec === 'opus') {
+    return { decoder: null, note: '', error: `cannot decode Opus: ${why}. Allow WebAssembly, or use codec 'auto' to get PCM` };
+  }
+  return { decoder: 'pcm', note: `${why}; playing PCM instead (?codec=pcm, about 1.5 Mbit/s)`, error: '' };
+}
+
+/**
+ * @param {'auto'|'worklet'|'scheduled'} f.output  what the user asked for
+ * @param {string|null} f.worklet    why AudioWorklet cannot be used, or null
+ * @param {string|null} f.scheduled  why scheduled buffers cannot be used, or null
+ * @returns {{output: 'worklet'|'scheduled'|null, error: string}}
+ */
+export function pickOutput({ output = 'auto', worklet, scheduled }) {
+  if (output === 'worklet') return worklet ? { output: null, error: `cannot use the AudioWorklet output: ${worklet}` } : { output, error: '' };
+  if (output === 'scheduled') return scheduled ? { output: null, error: `cannot schedule audio: ${scheduled}` } : { output, error: '' };
+  // The worklet keeps playing through main-thread stalls (noVNC drawing); prefer it where it exists.
+  if (!worklet) return { output: 'worklet', error: '' };
+  if (!scheduled) return { output: 'scheduled', error: '' };
+  return { output: null, error: `cannot play audio: ${worklet}, and ${scheduled}` };
+}
