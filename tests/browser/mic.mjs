@@ -168,12 +168,19 @@ test('a fake microphone speaks through the listen page into the default source',
   rec.stop();
   const sent = await page.evaluate(() => window.micOnsets);
   const heard = onsets(rec.samples, rec.times);
-  const latencies = heard.map((h) => {
-    const s = sent.filter((t) => t <= h).pop();
-    return s !== undefined && h - s < 1000 ? h - s : null;
-  }).filter((v) => v !== null);
+  // Each burst sent, with the first onset heard after it (and within a second): a dip inside
+  // a burst heard twice counts once.
+  const used = new Set();
+  const latencies = [];
+  for (const h of heard) {
+    const i = sent.findLastIndex((t) => t <= h);
+    if (i < 0 || used.has(i) || h - sent[i] >= 1000) continue;
+    used.add(i);
+    latencies.push(h - sent[i]);
+  }
   assert.ok(latencies.length >= 20, `bursts matched: ${latencies.length} (sent ${sent.length}, heard ${heard.length})`);
   const [median, p99] = medianP99(latencies);
+  log(`sent ${sent.length} bursts, heard ${heard.length} onsets: ${latencies.map((v) => Math.round(v)).join(' ')}`);
   log(`browser capture to source (${started.codec}): median ${median.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${latencies.length} bursts`);
   console.log(`mic browser latency: median ${median.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
 

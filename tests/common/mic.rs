@@ -319,17 +319,24 @@ impl Drop for Recorder {
     }
 }
 
-/// The time from each sent burst to its onset at the source, in ms: each recorded onset
-/// against the latest burst sent before it (within a second).
+/// The time from each sent burst to its onset at the source, in ms: each burst with the
+/// first onset heard after it, within a second (a dip inside a burst, heard as a second
+/// onset, counts once).
 pub fn mouth_to_source_ms(sent: &[Instant], heard: &[Instant]) -> Vec<f64> {
-    heard
-        .iter()
-        .filter_map(|h| {
-            let s = sent.iter().rev().find(|s| *s <= h)?;
-            let d = h.duration_since(*s);
-            (d < Duration::from_secs(1)).then_some(d.as_secs_f64() * 1000.0)
-        })
-        .collect()
+    let mut used = vec![false; sent.len()];
+    let mut out = Vec::new();
+    for h in heard {
+        let Some(i) = sent.iter().rposition(|s| s <= h) else {
+            continue;
+        };
+        let d = h.duration_since(sent[i]);
+        if used[i] || d >= Duration::from_secs(1) {
+            continue;
+        }
+        used[i] = true;
+        out.push(d.as_secs_f64() * 1000.0);
+    }
+    out
 }
 
 /// (median, p99) of `v`.
