@@ -11,6 +11,7 @@
 //   output/scheduled.js         AudioBufferSourceNodes on the context timeline (everywhere)
 //   output/latency-policy.js    the jitter-buffer rules both outputs share
 //   audio-url.js, gesture.js    where the stream is; starting on the first user gesture
+//   microphone.js               the way back: the browser's microphone to the daemon's /mic
 //
 // Wire format (docs/CONTRACT.md): one binary message per frame:
 //   u64 big-endian timestamp (ms since server start) | 1 codec byte (0x00 PCM s16le
@@ -27,6 +28,7 @@ import { WebCodecsOpusDecoder, webCodecsOpusUnavailable } from './decoders/webco
 import { WasmOpusDecoder, wasmOpusUnavailable } from './decoders/wasm-opus.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
+import { Microphone, micUrlFromAudioUrl } from './microphone.js';
 
 const CODEC_PCM = 0x00;
 const CODEC_OPUS = 0x01;
@@ -263,6 +265,30 @@ export class NovncAudio extends EventTarget {
     this._stopStatsTimer();
     this._setState('stopped', 'stopped by the user');
   }
+
+  // -------------------------------------------------------------------------------- microphone
+
+  /**
+   * Speaks into the remote desktop's microphone (the daemon runs with --microphone): asks for
+   * the browser's microphone (call it from a click: the permission prompt needs a gesture) and
+   * sends it to /mic beside the stream. Needs a secure context (https:// or localhost).
+   * Resolves once live; rejects with the reason. 'microphone' events carry { state, reason }.
+   * @param {object} [opts]  { url, codec: 'auto'|'opus'|'pcm' } (default: /mic beside the stream)
+   */
+  startMicrophone(opts = {}) {
+    if (!this._mic) {
+      this._mic = new Microphone({ url: opts.url || micUrlFromAudioUrl(this.url), codec: opts.codec });
+      this._mic.addEventListener('state', (e) => this.dispatchEvent(new CustomEvent('microphone', { detail: e.detail })));
+    }
+    return this._mic.start();
+  }
+
+  stopMicrophone() {
+    if (this._mic) this._mic.stop();
+  }
+
+  /** The Microphone (microphone.js: state, reason, stats, 'frame' events), once started. */
+  get microphone() { return this._mic || null; }
 
   // --------------------------------------------------------------------------------- internals
 

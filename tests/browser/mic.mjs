@@ -1,10 +1,11 @@
 // The microphone in headless Debian Chromium, driven by playwright-core against the real daemon
 // (tests/browser/mic.sh starts it with --microphone and a private PulseAudio):
-//   - on the listen page (a secure context: 127.0.0.1), a fake microphone playing MIC_WAV (660 Hz,
-//     steady then in bursts) speaks into /mic; `parec` on the server's default source hears 660 Hz;
-//     the latency from the browser's capture to the source is printed (median, p99);
-//   - on a plain-http origin (desk.test, mapped to 127.0.0.1) the page says that a microphone
-//     needs a secure context, and start() fails with that reason.
+//   - on the listen page (a secure context: 127.0.0.1) its microphone button is pressed; a fake
+//     microphone playing MIC_WAV (660 Hz, steady then in bursts) speaks into /mic; `parec` on the
+//     server's default source hears 660 Hz; the latency from the browser's capture to the source
+//     is printed (median, p99);
+//   - on a plain-http origin (desk.test, mapped to 127.0.0.1) the listen page says that a
+//     microphone needs a secure context (its button off), and start() fails with that reason.
 //
 //   NOVNC_AUDIO_URL=http://127.0.0.1:PORT/   the daemon's listen page
 //   MIC_WAV=FILE                             what the fake microphone says
@@ -137,10 +138,14 @@ function medianP99(v) {
 test('a fake microphone speaks through the listen page into the default source', async () => {
   const page = await openPage(BASE);
   assert.equal(await page.evaluate(() => window.isSecureContext), true);
-  // The page's microphone, and when each burst entered the encoder.
-  const started = await page.evaluate(async (url) => {
-    const { Microphone } = await import('/microphone.js');
-    const mic = new Microphone({ url });
+  assert.equal(await page.isDisabled('#mic'), false, 'the microphone button is usable');
+  // The listen page's microphone button, as a person would press it.
+  await page.click('#mic');
+  await page.waitForFunction(() => window.novncAudio.microphone && window.novncAudio.microphone.state !== 'starting',
+    null, { timeout: 15000 });
+  const started = await page.evaluate(() => {
+    const mic = window.novncAudio.microphone;
+    // When each burst entered the encoder (its first loud sample, wall clock).
     window.micOnsets = [];
     let quiet = false;
     mic.addEventListener('frame', (e) => {
@@ -148,10 +153,12 @@ test('a fake microphone speaks through the listen page into the default source',
       if (level < 0.01) quiet = true;
       else if (firstLoud >= 0 && quiet) { quiet = false; window.micOnsets.push(at + firstLoud * 1000 / 48000); }
     });
-    window.mic = mic;
-    try { await mic.start(); return { ok: true, codec: mic.stats.codec }; } catch (e) { return { ok: false, why: e.message }; }
-  }, new URL('mic', BASE.replace(/^http/, 'ws')).toString());
+    return { ok: mic.state === 'live', why: mic.reason, codec: mic.stats.codec, url: mic.url,
+      shown: document.getElementById('micreason').textContent };
+  });
   assert.ok(started.ok, `the microphone did not start: ${started.why}`);
+  assert.match(started.url, /^ws:\/\/127\.0\.0\.1:\d+\/mic$/);
+  assert.match(started.shown, /Microphone on/);
   log(`microphone live, codec ${started.codec}`);
 
   let source = '';
@@ -184,19 +191,23 @@ test('a fake microphone speaks through the listen page into the default source',
   log(`browser capture to source (${started.codec}): median ${median.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${latencies.length} bursts`);
   console.log(`mic browser latency: median ${median.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms`);
 
-  const stats = await page.evaluate(() => window.mic.stats);
+  const stats = await page.evaluate(() => window.novncAudio.microphone.stats);
   assert.equal(stats.state, 'live');
   assert.ok(stats.framesSent > 400, JSON.stringify(stats));
   const daemon = await (await fetch(new URL('stats', BASE))).json();
   assert.equal(daemon.microphone.speaker_connected, true, JSON.stringify(daemon.microphone));
   assert.equal(daemon.microphone.source, 'novnc_mic');
-  await page.evaluate(() => window.mic.stop());
+  await page.click('#mic');
+  assert.equal(await page.evaluate(() => window.novncAudio.microphone.state), 'stopped');
   await page.close();
 });
 
 test('on a plain-http page the microphone says it needs a secure context', async () => {
   const url = new URL(BASE);
   const page = await openPage(`http://${PLAIN_HOST}:${url.port}/`);
+  // The listen page says so, and its button is off.
+  assert.equal(await page.isDisabled('#mic'), true);
+  assert.match(await page.textContent('#micreason'), /secure context/);
   const r = await page.evaluate(async () => {
     const { Microphone, noMicrophoneReason, INSECURE_REASON } = await import('/microphone.js');
     const mic = new Microphone({ url: `ws://${location.host}/mic` });
