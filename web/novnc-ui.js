@@ -7,6 +7,9 @@
 // or a small floating control when the page has no noVNC control bar; remembers the choice and
 // the volume in localStorage; and starts the sound on the user's first gesture anywhere on the
 // page, the desktop canvas included. Tested with noVNC 1.3 (Debian's novnc package).
+// The panel also has a Microphone switch (the daemon's --microphone; microphone.js): the remote
+// desktop hears this browser's microphone. It needs a secure context (https://), is off on every
+// load (never remembered: a microphone is asked for each time), and says why when it cannot be.
 //
 // Where the audio stream is (first that applies):
 //   1. data-audio-url="..." on this script tag (resolved against the page, like src), or
@@ -26,6 +29,7 @@
 //   data-default / default    'on' (default: sound starts on the first gesture) or 'off'
 // The NovncAudio object is exported (default export) and set as window.novncAudio.
 import { NovncAudio, noAudioReason } from './novnc-audio.js';
+import { noMicrophoneReason } from './microphone.js';
 
 const PREF_ON = 'novnc-audio.ui.on';
 const PREF_VOLUME = 'novnc-audio.volume';
@@ -82,7 +86,7 @@ const CSS = `
 @keyframes novnc-audio-pulse { 50% { background-color: rgba(255, 255, 255, .35); } }
 #noVNC_audio .novnc-audio-row { display: flex; align-items: center; gap: 8px; margin: 6px 0; }
 #noVNC_audio input[type=range] { flex: 1; min-width: 120px; }
-#noVNC_audio_status { max-width: 260px; font-size: 12px; line-height: 1.35; opacity: .85; overflow-wrap: anywhere; }
+#noVNC_audio_status, #noVNC_audio_mic_status { max-width: 260px; font-size: 12px; line-height: 1.35; opacity: .85; overflow-wrap: anywhere; }
 #noVNC_audio_floating { position: fixed; right: 12px; bottom: 12px; z-index: 2147483000;
   font: 13px/1.3 system-ui, sans-serif; color: #fff; display: flex; flex-direction: column; align-items: flex-end; gap: 6px; }
 #noVNC_audio_floating #noVNC_audio_button { width: 36px; height: 36px; padding: 6px; border: 0; border-radius: 8px;
@@ -102,13 +106,17 @@ function buildPanel() {
   const enabled = el('input', { type: 'checkbox', id: 'noVNC_audio_enabled' });
   const volume = el('input', { type: 'range', id: 'noVNC_audio_volume', min: '0', max: '100', 'aria-label': 'Volume' });
   const status = el('div', { id: 'noVNC_audio_status', role: 'status' });
+  const mic = el('input', { type: 'checkbox', id: 'noVNC_audio_mic' });
+  const micStatus = el('div', { id: 'noVNC_audio_mic_status', role: 'status' });
   const panel = el('div', { id: 'noVNC_audio', class: 'noVNC_panel' }, [
     el('div', { class: 'noVNC_heading' }, [el('img', { alt: '', src: ICON_ON }), ' Sound']),
     el('label', { class: 'novnc-audio-row' }, [enabled, ' Play sound']),
     el('label', { class: 'novnc-audio-row' }, ['Volume ', volume]),
     status,
+    el('label', { class: 'novnc-audio-row' }, [mic, ' Microphone']),
+    micStatus,
   ]);
-  return { panel, enabled, volume, status };
+  return { panel, enabled, volume, status, mic, micStatus };
 }
 
 /** Mounts the controls; returns them, or null for ui 'none'. */
@@ -194,6 +202,25 @@ export function attach(audio, ui, config) {
   }
   audio.addEventListener('statechange', show);
   audio.addEventListener('stats', show);
+
+  // The microphone: off on every load, only from this switch (the permission prompt needs the
+  // click); the reason shows when it cannot be (plain http, refused, no --microphone).
+  if (ui) {
+    const noMic = noMicrophoneReason();
+    if (noMic) {
+      ui.mic.disabled = true;
+      ui.micStatus.textContent = noMic;
+    }
+    ui.mic.addEventListener('change', () => {
+      if (ui.mic.checked) audio.startMicrophone().catch(() => {});
+      else audio.stopMicrophone();
+    });
+    audio.addEventListener('microphone', (e) => {
+      const { state, reason } = e.detail;
+      ui.mic.checked = state === 'live' || state === 'starting';
+      ui.micStatus.textContent = reason || (state === 'live' ? 'Microphone on: the remote desktop hears you.' : '');
+    });
+  }
 
   if (!why && on()) {
     // Sound was unlocked on this origin before: start now (the browser may still hold it until a

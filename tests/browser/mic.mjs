@@ -202,6 +202,35 @@ test('a fake microphone speaks through the listen page into the default source',
   await page.close();
 });
 
+test('a fake microphone speaks through noVNC\'s own page (--novnc-dir, the Sound panel)', async () => {
+  const page = await openPage(new URL('novnc/vnc.html', BASE).toString());
+  await page.waitForSelector('#noVNC_audio_mic', { state: 'attached', timeout: 15000 });
+  // The switch in the Sound panel of noVNC's control bar (clicked in the page: noVNC may keep
+  // its bar folded away).
+  await page.evaluate(() => document.getElementById('noVNC_audio_mic').click());
+  await page.waitForFunction(() => window.novncAudio.microphone && window.novncAudio.microphone.state !== 'starting',
+    null, { timeout: 15000 });
+  const m = await page.evaluate(() => ({
+    state: window.novncAudio.microphone.state, reason: window.novncAudio.microphone.reason,
+    url: window.novncAudio.microphone.url, shown: document.getElementById('noVNC_audio_mic_status').textContent,
+  }));
+  assert.equal(m.state, 'live', `the microphone did not start: ${m.reason}`);
+  assert.match(m.url, /^ws:\/\/127\.0\.0\.1:\d+\/mic$/);
+  assert.match(m.shown, /Microphone on/);
+  await sleep(1000);
+  const rec = record('@DEFAULT_SOURCE@');
+  await sleep(1500);
+  rec.stop();
+  const tail = rec.samples.slice(-RATE);
+  // The bursts: over a second, 660 Hz dominates what is heard.
+  const hz = dominantHz(tail);
+  log(`noVNC page: the default source carries ${hz} Hz, rms ${rms(tail).toFixed(3)}`);
+  assert.ok(Math.abs(hz - VOICE_HZ) <= 10 && rms(tail) > 0.02, `heard ${hz} Hz at rms ${rms(tail)}`);
+  await page.evaluate(() => document.getElementById('noVNC_audio_mic').click());
+  assert.equal(await page.evaluate(() => window.novncAudio.microphone.state), 'stopped');
+  await page.close();
+});
+
 test('on a plain-http page the microphone says it needs a secure context', async () => {
   const url = new URL(BASE);
   const page = await openPage(`http://${PLAIN_HOST}:${url.port}/`);

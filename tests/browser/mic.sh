@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Browser test of the microphone: headless Debian Chromium with a fake microphone (a WAV of
-# 660 Hz) speaks through the daemon's listen page into the daemon's /mic; a recorder on the
+# 660 Hz) speaks through the daemon's listen page, and through noVNC's own vnc.html (served by
+# the daemon with --novnc-dir, its Sound panel), into the daemon's /mic; a recorder on the
 # server's default source must hear 660 Hz. Prints the latency from the browser's capture to
 # the source (median, p99).
 #
 #   tests/browser/mic.sh            # NO_BUILD=1 skips cargo
 #
-# Installs what it needs (chromium, pulseaudio, pulseaudio-utils, sox, node modules)
+# Installs what it needs (chromium, pulseaudio, pulseaudio-utils, sox, novnc, node modules)
 # idempotently, builds the daemon, starts a private PulseAudio and the daemon with
 # --microphone on a free loopback port, and runs tests/browser/mic.mjs with node's test
 # runner. It stops only what it started, by pid.
@@ -31,6 +32,11 @@ need_pkg pactl pulseaudio-utils
 need_pkg sox sox
 need_pkg node nodejs
 need_pkg npm npm
+if [ ! -f /usr/share/novnc/vnc.html ]; then  # noVNC itself, served by the daemon (--novnc-dir)
+  say "installing novnc"
+  if [ -z "$apt_updated" ]; then apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends novnc >/dev/null
+fi
 
 lock_sum=$(sha256sum "$here/package-lock.json" | cut -d' ' -f1)
 if [ "$(cat "$here/node_modules/.lock-sha256" 2>/dev/null || true)" != "$lock_sum" ]; then
@@ -79,7 +85,8 @@ for _ in $(seq 100); do pactl info >/dev/null 2>&1 && break; sleep 0.1; done
 pactl info >/dev/null || { say "PulseAudio did not start"; exit 1; }
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-"$bin" -H 127.0.0.1 -p "$port" --allow-root --microphone >"$state/daemon.log" 2>&1 &
+"$bin" -H 127.0.0.1 -p "$port" --allow-root --microphone --novnc-dir /usr/share/novnc \
+  >"$state/daemon.log" 2>&1 &
 daemon_pid=$!
 for _ in $(seq 150); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
