@@ -472,3 +472,39 @@ fn the_source_is_found_by_name_and_never_duplicated() {
     );
     talker.stop();
 }
+
+#[test]
+fn a_real_microphone_stays_the_default_source() {
+    let _serial = serial();
+    let pulse = PulseServer::start();
+    // A source that is not a monitor: what a sound card's microphone looks like.
+    pulse.pactl(&[
+        "load-module",
+        "module-null-source",
+        "source_name=webcam_mic",
+    ]);
+    pulse.pactl(&["set-default-source", "webcam_mic"]);
+    let daemon = Daemon::start(&pulse, &["--microphone"]);
+    let created = poll_until(Duration::from_secs(5), || {
+        pulse
+            .sources()
+            .iter()
+            .any(|s| s == MIC_SOURCE)
+            .then_some(())
+    });
+    assert!(created.is_some(), "{}", daemon.stderr_text());
+    // Long enough for a default change to have happened.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        default_source(&pulse).as_deref(),
+        Some("webcam_mic"),
+        "{}",
+        daemon.stderr_text()
+    );
+    // The microphone still works for applications that choose it.
+    let talker = Talker::start(mic_client(&daemon), VoiceCodec::Pcm, always);
+    let recorder = Recorder::start(&pulse, MIC_SOURCE);
+    recorder.wait_for(1.0);
+    assert_tone(&recorder.tail(0.4), VOICE_HZ, "novnc_mic chosen by name");
+    talker.stop();
+}
