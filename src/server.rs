@@ -259,9 +259,15 @@ fn status_line(s: &Shared) -> String {
         .as_ref()
         .map(|t| t.stats().clients)
         .unwrap_or(0);
+    let microphone = match s.microphone.as_ref().map(|m| m.status()) {
+        Some(m) if m.speaker_connected => ", someone speaking into the microphone",
+        Some(m) if m.source.is_some() => ", microphone ready",
+        Some(_) => ", microphone not ready",
+        None => "",
+    };
     match capture {
         Some(c) => format!(
-            "PulseAudio {}, recording {}, {clients} client(s)",
+            "PulseAudio {}, recording {}, {clients} client(s){microphone}",
             c.state.name(),
             c.device.as_deref().unwrap_or("nothing yet")
         ),

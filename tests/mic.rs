@@ -432,3 +432,79 @@ fn after_a_pulseaudio_restart_the_source_comes_back_and_the_speaker_stays() {
     let _ = server.kill();
     let _ = server.wait();
 }
+
+/// The microphone's modules on the server: (feed null sinks, remap sources).
+fn mic_modules(pulse: &PulseServer) -> (usize, usize) {
+    let list = pulse.pactl(&["list", "short", "modules"]);
+    let count = |module: &str, arg: &str| {
+        list.lines()
+            .filter(|l| l.contains(module) && l.contains(arg))
+            .count()
+    };
+    (
+        count("module-null-sink", "sink_name=novnc_mic_feed"),
+        count("module-remap-source", "source_name=novnc_mic"),
+    )
+}
+
+#[test]
+fn the_source_is_found_by_name_and_never_duplicated() {
+    let _serial = serial();
+    let (pulse, mut daemon) = setup(&["--microphone"]);
+    assert!(wait_mic_source(&pulse, Duration::from_secs(5)));
+    assert_eq!(mic_modules(&pulse), (1, 1));
+    // A second run of the daemon finds them and loads nothing.
+    daemon.stop();
+    let daemon = Daemon::start(&pulse, &["--microphone"]);
+    let talker = Talker::start(mic_client(&daemon), VoiceCodec::Opus, always);
+    let recorder = Recorder::start(&pulse, MIC_SOURCE);
+    recorder.wait_for(1.0);
+    assert_tone(
+        &recorder.tail(0.4),
+        VOICE_HZ,
+        "through the source found by name",
+    );
+    assert_eq!(mic_modules(&pulse), (1, 1), "{}", daemon.stderr_text());
+    assert!(
+        !daemon.stderr_text().contains("loaded module"),
+        "the second daemon loaded modules:\n{}",
+        daemon.stderr_text()
+    );
+    talker.stop();
+}
+
+#[test]
+fn a_real_microphone_stays_the_default_source() {
+    let _serial = serial();
+    let pulse = PulseServer::start();
+    // A source that is not a monitor: what a sound card's microphone looks like.
+    pulse.pactl(&[
+        "load-module",
+        "module-null-source",
+        "source_name=webcam_mic",
+    ]);
+    pulse.pactl(&["set-default-source", "webcam_mic"]);
+    let daemon = Daemon::start(&pulse, &["--microphone"]);
+    let created = poll_until(Duration::from_secs(5), || {
+        pulse
+            .sources()
+            .iter()
+            .any(|s| s == MIC_SOURCE)
+            .then_some(())
+    });
+    assert!(created.is_some(), "{}", daemon.stderr_text());
+    // Long enough for a default change to have happened.
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        default_source(&pulse).as_deref(),
+        Some("webcam_mic"),
+        "{}",
+        daemon.stderr_text()
+    );
+    // The microphone still works for applications that choose it.
+    let talker = Talker::start(mic_client(&daemon), VoiceCodec::Pcm, always);
+    let recorder = Recorder::start(&pulse, MIC_SOURCE);
+    recorder.wait_for(1.0);
+    assert_tone(&recorder.tail(0.4), VOICE_HZ, "novnc_mic chosen by name");
+    talker.stop();
+}

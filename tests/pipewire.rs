@@ -428,9 +428,22 @@ fn pipewire_microphone_voice_reaches_the_default_source() {
     assert_tone(&recorder.tail(0.4), VOICE_HZ, "the voice on pipewire-pulse");
     thread::sleep(Duration::from_secs(6));
     let latencies = mouth_to_source_ms(&talker.onsets(), &recorder.onsets());
+    let left = Instant::now();
     let end = talker.stop();
     assert!(end.closed_by_server.is_none(), "{end:?}");
     assert!(latencies.len() >= 15, "bursts heard: {latencies:?}");
+    // When the speaker leaves, the source falls silent: nothing stale.
+    thread::sleep(Duration::from_millis(800));
+    let after = recorder.between(
+        left + Duration::from_millis(200),
+        left + Duration::from_millis(700),
+    );
+    assert!(
+        after.len() > 15_000 && rms(&after) < 0.001,
+        "{} samples at rms {} after the speaker left",
+        after.len(),
+        rms(&after)
+    );
     let (median, p99) = median_p99(&latencies);
     eprintln!(
         "mic on pipewire-pulse: mouth-to-source latency median {median:.1} ms, p99 {p99:.1} ms \
