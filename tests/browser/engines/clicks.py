@@ -9,8 +9,9 @@ clock so nothing queues in the pipe either. For each click it prints one JSON li
   {"n": i, "written": T, "monitor": M}
 T is time.time() (ms since the epoch, the clock of a page's performance.timeOrigin + now())
 when the chunk that starts with the click was handed to pacat; M is when a parec on the sink's
-monitor saw it (ms, or null), a second estimate of when it was in the sink: the truth lies
-between T and M, minus parec's own small read latency.
+monitor (what the daemon records) saw it, or null. M is the time to measure from: pacat's own
+buffer varies (each underrun of its stream adds to it for good, tens to hundreds of ms on a
+busy machine), while M is late only by parec's read latency (2 ms fragments, 1 ms reads).
 """
 import argparse, json, os, struct, subprocess, sys, threading, time
 
@@ -39,11 +40,15 @@ def watch_monitor(proc):
         if not buf:
             return
         now = time.time() * 1000
-        peak = max(abs(v) for v in struct.unpack('<%dh' % (len(buf) // 2), buf))
-        if peak > 8000 and now - quiet_since > 300:
-            monitor_hits.append(now)
-        if peak > 8000:
-            quiet_since = now
+        samples = struct.unpack('<%dh' % (len(buf) // 2), buf)
+        loud = next((i for i, v in enumerate(samples) if abs(v) > 8000), None)
+        if loud is None:
+            continue
+        # The first loud sample was captured (len - loud) samples before the read returned.
+        at = now - (len(samples) - loud) / CH / RATE * 1000
+        if at - quiet_since > 300:
+            monitor_hits.append(at)
+        quiet_since = now
 
 env = dict(os.environ)
 rec = subprocess.Popen(['parec', '-d', a.sink + '.monitor', '--raw', '--format=s16le',

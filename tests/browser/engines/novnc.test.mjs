@@ -93,12 +93,16 @@ const pct = (xs, p) => { const s = [...xs].sort((a, b) => a - b); return s.lengt
 const median = (xs) => pct(xs, 0.5);
 const fmt = (x, d = 0) => (x === null || x === undefined || Number.isNaN(x) ? '-' : Number(x).toFixed(d));
 
-/** Matches detected clicks to written ones: the latest written click before each detection. */
+/**
+ * Delays from each click in the sink (when the sink's monitor showed it) to its detection in the
+ * page (`field`: 'rendered' or 'output'), matching each click to the first detection within maxMs.
+ */
 export function matchClicks(written, detected, field, maxMs = 900) {
   const out = [];
   for (const w of written) {
-    const d = detected.find((c) => c[field] !== null && c[field] - w >= 0 && c[field] - w < maxMs);
-    if (d) out.push(d[field] - w);
+    if (!w.monitor) continue;
+    const d = detected.find((c) => c[field] !== null && c[field] - w.monitor >= 0 && c[field] - w.monitor < maxMs);
+    if (d) out.push(d[field] - w.monitor);
   }
   return out;
 }
@@ -231,6 +235,8 @@ async function runCase(engine, origin, variantName, t) {
         const written = await writeClicks(CLICKS);
         await sleep(1000);
         const det = await session.execute(probe.CLICK_DETECTOR_STOP);
+        fs.writeFileSync(path.join(ARTIFACTS, `clicks-${engine.name}-${origin}-${variantName}.json`),
+          JSON.stringify({ written, detected: det.clicks }, null, 1));
         const rendered = matchClicks(written, det.clicks, 'rendered');
         const output = matchClicks(written, det.clicks, 'output');
         const viaMonitor = written.filter((w) => w.monitor).map((w) => w.monitor - w.written);
@@ -242,10 +248,11 @@ async function runCase(engine, origin, variantName, t) {
         row.writeToMonitorMedian = median(viaMonitor);
         row.detectorMaxGapMs = det.maxGapMs;
         log(`${label}: clicks detected ${rendered.length}/${written.length}; sink->rendered median ${fmt(row.renderedMedian)} ms ` +
-          `p99 ${fmt(row.renderedP99)}; ->output median ${fmt(row.outputMedian)}; write->monitor median ${fmt(row.writeToMonitorMedian, 1)} ms; ` +
+          `p99 ${fmt(row.renderedP99)} (from the sink's monitor); ->output median ${fmt(row.outputMedian)}; write->monitor median ${fmt(row.writeToMonitorMedian, 1)} ms; ` +
           `detector's longest poll gap ${fmt(det.maxGapMs)} ms`);
         assert.ok(rendered.length >= Math.ceil(written.length * 0.8),
-          `${label}: only ${rendered.length} of ${written.length} clicks found in the rendered audio`);
+          `${label}: only ${rendered.length} of ${written.length} clicks found in the rendered audio ` +
+          `(detected ${det.clicks.length}, loudest sample ${det.maxAbs.toFixed(3)}, ${det.polls} polls)`);
       } finally {
         startTone();
       }

@@ -82,7 +82,7 @@ export const CLICK_DETECTOR_START = `
   a.analyser.connect(probe);
   const buf = new Float32Array(probe.fftSize);
   const sr = ctx.sampleRate;
-  const det = window.__clickDetector = { clicks: [], polls: 0, maxGapMs: 0, probe };
+  const det = window.__clickDetector = { clicks: [], polls: 0, maxGapMs: 0, maxAbs: 0, probe };
   let lastT = -1, lastPoll = performance.now();
   det.timer = setInterval(() => {
     const p = performance.now();
@@ -93,7 +93,9 @@ export const CLICK_DETECTOR_START = `
     const wall = performance.timeOrigin + performance.now();
     const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
     for (let i = 0; i < buf.length; i++) {
-      if (Math.abs(buf[i]) < 0.2) continue;
+      const v = Math.abs(buf[i]);
+      if (v > det.maxAbs) det.maxAbs = v;
+      if (v < 0.2) continue;
       const t = ct - (buf.length - i) / sr;
       if (t > lastT + 0.5) {
         lastT = t;
@@ -112,4 +114,4 @@ export const CLICK_DETECTOR_STOP = `
   const det = window.__clickDetector;
   clearInterval(det.timer);
   try { window.novncAudio.analyser.disconnect(det.probe); } catch (e) {}
-  return { clicks: det.clicks, polls: det.polls, maxGapMs: det.maxGapMs };`;
+  return { clicks: det.clicks, polls: det.polls, maxGapMs: det.maxGapMs, maxAbs: det.maxAbs };`;

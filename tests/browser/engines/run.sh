@@ -117,7 +117,9 @@ for _ in range(200):
 PY
 }
 
-pulse() {  # pulse NAME [EXTRA MODULE ARGS...]: a private PulseAudio, prints its server address
+# (pulse and xvfb answer in $REPLY: a command substitution would start them in a subshell,
+# whose process groups the cleanup would never see.)
+pulse() {  # pulse NAME [EXTRA MODULE ARGS...]: a private PulseAudio; REPLY=its server address
   local name=$1; shift
   local dir="$state/$name"
   mkdir -m 700 -p "$dir"
@@ -126,15 +128,15 @@ pulse() {  # pulse NAME [EXTRA MODULE ARGS...]: a private PulseAudio, prints its
   local server="unix:$dir/pulse/native"
   for _ in $(seq 100); do PULSE_SERVER=$server pactl info >/dev/null 2>&1 && break; sleep 0.1; done
   PULSE_SERVER=$server pactl info >/dev/null || { say "PulseAudio $name did not start"; exit 1; }
-  echo "$server"
+  REPLY=$server
 }
 
-xvfb() {  # xvfb NAME: a private X server on a free display, prints ":N"
+xvfb() {  # xvfb NAME: a private X server on a free display; REPLY=":N"
   local name=$1
   start "$name" bash -c "exec Xvfb -displayfd 3 -screen 0 1280x900x24 -nolisten tcp 3>'$state/$name.display'"
   for _ in $(seq 100); do [ -s "$state/$name.display" ] && break; sleep 0.1; done
   [ -s "$state/$name.display" ] || { say "Xvfb $name did not start"; exit 1; }
-  echo ":$(head -n1 "$state/$name.display")"
+  REPLY=":$(head -n1 "$state/$name.display")"
 }
 
 wait_port() {  # wait_port PORT WHAT
@@ -143,9 +145,9 @@ wait_port() {  # wait_port PORT WHAT
 }
 
 # The daemon's PulseAudio: what the daemon records (the tone and the clicks are played here).
-daemon_pulse=$(pulse daemon-pulse)
+pulse daemon-pulse; daemon_pulse=$REPLY
 # The browsers' own sound card, separate, so their output never reaches what the daemon records.
-browser_pulse=$(pulse browser-pulse -L 'module-null-sink sink_name=browser_out' )
+pulse browser-pulse -L 'module-null-sink sink_name=browser_out'; browser_pulse=$REPLY
 PULSE_SERVER=$browser_pulse pactl set-default-sink browser_out
 
 # The daemon, on the port fromVncUrl() derives from websockify's: + 10.
@@ -167,7 +169,7 @@ done
 say "daemon on 127.0.0.1:$daemon_port, recording $sink"
 
 # The remote desktop: Xvfb, an xterm and an xclock on it, x11vnc, websockify serving noVNC.
-desk=$(xvfb desk-x)
+xvfb desk-x; desk=$REPLY
 start xterm env DISPLAY="$desk" xterm -geometry 90x20+10+10 -bg '#f0f0e0' -fg black -hold \
   -e bash -c 'echo "novnc-audio engine test desktop"; ls -l /usr/share/novnc; date'
 start xclock env DISPLAY="$desk" xclock -geometry 200x200+700+40 -update 1
@@ -180,7 +182,7 @@ start websockify websockify --web "$serve_dir" "127.0.0.1:$ws_port" "localhost:$
 wait_port "$ws_port" websockify
 
 webkit_display=
-if [[ $engines == *webkit* ]]; then webkit_display=$(xvfb webkit-x); fi
+if [[ $engines == *webkit* ]]; then xvfb webkit-x; webkit_display=$REPLY; fi
 
 say "noVNC at http://$PLAIN_HOST:$ws_port/vnc.html (desktop $desk, VNC $vnc_port); browsers play into $browser_pulse"
 cd "$here"

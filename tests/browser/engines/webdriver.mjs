@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import net from 'node:net';
 
-const ELEMENT = 'element-6066-11e4-a52e-4a5cbf3e5c4f';  // the spec's web element key
+const ELEMENT = 'element-6066-11e4-a52e-4f735466cecf';  // the spec's web element key
 
 export class WebDriverError extends Error {
   constructor(command, status, value) {
