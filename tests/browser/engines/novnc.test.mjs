@@ -174,10 +174,20 @@ async function runCase(engine, origin, variantName, t) {
     row.output = s0.output;
     if (st.state !== 'playing') {
       row.plays = `no: ${st.state}${s0.lastError ? `: ${s0.lastError}` : ''}`;
-      assert.fail(`${label}: no sound ${PLAY_TIMEOUT_S} s after a click on the desktop canvas: ` +
-        (st.state === 'idle'
-          ? `state 'idle': audio.start() never ran, the click did not reach the snippet's listener`
-          : `state '${st.state}', lastError: ${JSON.stringify(s0.lastError)}, AudioContext: ${s0.audioContextState}`));
+      let why = `state '${st.state}', lastError: ${JSON.stringify(s0.lastError)}, AudioContext: ${s0.audioContextState}`;
+      if (st.state === 'idle') {
+        // Diagnosis only (the test has failed already): does a click outside the canvas, on
+        // noVNC's control bar handle, reach the page's listener?
+        why = `state 'idle': audio.start() never ran, the click on the canvas did not reach the page's listener`;
+        try {
+          await session.pointerClick(await session.find('#noVNC_control_bar_handle'), 0, 0);
+          const after = await waitFor(session, 'playing', (s) => s.state !== 'idle' && s.state !== 'connecting', 10000);
+          why += `; after a click on noVNC's control bar handle: state '${after.state}'` +
+            (after.stats?.lastError ? `, lastError: ${JSON.stringify(after.stats.lastError)}` : '');
+          row.plays += ` (control bar click: ${after.state}${after.stats?.lastError ? `: ${after.stats.lastError}` : ''})`;
+        } catch (e) { why += `; clicking the control bar failed too: ${e.message}`; }
+      }
+      assert.fail(`${label}: no sound ${PLAY_TIMEOUT_S} s after a click on the desktop canvas: ${why}`);
     }
     log(`${label}: playing ${((Date.now() - clickedAt) / 1000).toFixed(1)} s after the click`);
 
