@@ -5,7 +5,8 @@
 // Then clicks written into the daemon's sink measure sink -> rendered latency.
 //
 // Run by tests/browser/engines/run.sh, which starts everything and sets:
-//   SERVE_DIR WS_PORT DAEMON_PORT   the noVNC directory websockify serves, its port, the daemon's
+//   SERVE_DIR                       a scratch directory for the pages' web roots
+//   WS_PORT VNC_PORT DAEMON_PORT    websockify's port (started here), x11vnc's, the daemon's
 //   WEB_DIR NOVNC_SRC               the module under test (default <repo>/web), Debian's noVNC
 //   DAEMON_PULSE_SERVER DAEMON_SINK the daemon's PulseAudio (tone and clicks are played there)
 //   BROWSER_PULSE_SERVER            the browsers' own PulseAudio (their sound output)
@@ -53,8 +54,36 @@ const pages = preparePages({
   daemonPort: Number(need('DAEMON_PORT')),
   novncDirPath: env.NOVNC_DIR_PATH || null,
 });
-log(`module under test: ${env.WEB_DIR || path.join(repo, 'web')} (copied: ${pages.copied.join(', ')})`);
+log(`module under test: ${env.WEB_DIR || path.join(repo, 'web')} (files: ${pages.files.join(', ')})`);
 log(`README snippet inserted before </body> of a copy of vnc.html:\n${pages.snippet.replace(/^/gm, '#   ')}`);
+
+// ------------------------------------------------------------------------------ websockify
+// One websockify on WS_PORT (the daemon is on WS_PORT + 10, where the module looks for it),
+// serving the web root of the variant under test; restarted when the root changes.
+let websockify = null;
+const wsLog = fs.openSync(path.join(ARTIFACTS, 'websockify.log'), 'w');
+async function serve(webRoot) {
+  if (websockify && websockify.root === webRoot) return;
+  await stopWebsockify();
+  const child = spawn('websockify', ['--web', webRoot, `127.0.0.1:${pages.wsPort}`, `localhost:${need('VNC_PORT')}`],
+    { detached: true, stdio: ['ignore', wsLog, wsLog] });
+  websockify = { root: webRoot, child, exited: new Promise((r) => child.once('exit', r)) };
+  const end = Date.now() + 15000;
+  for (;;) {
+    try {
+      const r = await fetch(`http://127.0.0.1:${pages.wsPort}/vnc.html`, { signal: AbortSignal.timeout(2000) });
+      if (r.ok) return;
+    } catch { /* not yet */ }
+    if (Date.now() > end) throw new Error(`websockify did not serve ${webRoot} on port ${pages.wsPort} within 15 s`);
+    await sleep(100);
+  }
+}
+async function stopWebsockify() {
+  if (!websockify) return;
+  const w = websockify; websockify = null;
+  try { process.kill(-w.child.pid, 'SIGTERM'); } catch { /* gone */ }
+  await w.exited;
+}
 
 // ------------------------------------------------------------------------------ sound sources
 // The 440 Hz tone in the daemon's sink, in its own process group; stopped while clicks play.
@@ -129,6 +158,7 @@ async function runCase(engine, origin, variantName, t) {
   if (variant.skip) { row.plays = `skipped: ${variant.skip}`; t.skip(variant.skip); return; }
   const label = `${engine.name} ${origin} ${variantName}`;
   log(`${label}: ${variant.url}`);
+  await serve(variant.webRoot);
 
   const { session, close } = await openSession(engine, driverLog);
   try {
@@ -204,7 +234,10 @@ async function runCase(engine, origin, variantName, t) {
     row.baseLatencyMs = tn.baseLatency * 1000;
     row.outputLatencyMs = tn.outputLatency * 1000;
     assert.ok(!tn.error, `${label}: ${tn.error}`);
-    assert.ok(tn.rms > 0.01, `${label}: the audio graph renders silence (RMS ${tn.rms}, context ${tn.contextState})`);
+    if (!(tn.rms > 0.01)) {
+      const now = (await session.execute(probe.PAGE_STATE)).stats;
+      assert.fail(`${label}: the audio graph renders silence (RMS ${tn.rms}, context ${tn.contextState}); stats: ${JSON.stringify(now)}; daemon /stats: ${JSON.stringify(await daemonStats())}`);
+    }
     assert.ok(Math.abs(tn.peakHz - TONE_HZ) <= tn.binHz,
       `${label}: the rendered spectrum peaks at ${tn.peakHz.toFixed(1)} Hz, not ${TONE_HZ} Hz ± ${tn.binHz.toFixed(1)}`);
 
@@ -301,6 +334,7 @@ for (const name of ENGINE_NAMES) {
 
 after(async () => {
   await stopTone();
+  await stopWebsockify();
   driverLog.end();
   fs.writeFileSync(path.join(ARTIFACTS, 'results.json'), JSON.stringify(results, null, 2));
   const head = ['engine', 'origin', 'variant', 'plays', 'codec', 'decoder', 'output', 'autoplay before click',

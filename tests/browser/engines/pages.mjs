@@ -1,18 +1,20 @@
-// The pages under test: upstream noVNC (Debian's novnc package) with sound added exactly as the
-// module's README tells a user. One function per page variant; each returns the URL to open from
-// a given host name, or null with a reason when the variant does not apply.
+// The pages under test: upstream noVNC (Debian's novnc package) with sound added as the module's
+// README tells a user. One function per page variant; each returns the URL to open from a given
+// host name and the web root websockify must serve for it, or { skip } when it does not apply.
+// Every variant's page is vnc.html at the root, as a user who edits vnc.html has it (the module
+// derives the daemon's address from the page's path: a renamed page changes what it connects to).
 //
-// Adding a variant: write a function (ctx, host) => ({ url } | { skip }) and list it in VARIANTS.
+// Adding a variant: write a function (ctx, host) => ({ url, webRoot } | { skip }), add it to
+// VARIANTS, and it runs for every engine and origin (VARIANTS=name selects it).
 import fs from 'node:fs';
 import path from 'node:path';
 
 /** The first ```html block of the README's "Adding sound to upstream noVNC" section. */
-export function readmeSnippet(readmePath) {
-  const md = fs.readFileSync(readmePath, 'utf8');
-  const at = md.search(/^#+ .*Adding sound to upstream noVNC/m);
-  if (at < 0) throw new Error(`${readmePath}: no "Adding sound to upstream noVNC" section`);
-  const m = /^```html\n([\s\S]*?)^```/m.exec(md.slice(at));
-  if (!m) throw new Error(`${readmePath}: no \`\`\`html block in "Adding sound to upstream noVNC"`);
+export function readmeSnippet(readme) {
+  const at = readme.search(/^#+ .*Adding sound to upstream noVNC/m);
+  if (at < 0) throw new Error('the README has no "Adding sound to upstream noVNC" section');
+  const m = /^```html\n([\s\S]*?)^```/m.exec(readme.slice(at));
+  if (!m) throw new Error('the README has no ```html block in "Adding sound to upstream noVNC"');
   return m[1];
 }
 
@@ -23,79 +25,86 @@ export function withSnippet(vncHtml, snippet) {
   return vncHtml.slice(0, i) + snippet + vncHtml.slice(i);
 }
 
-/**
- * Fills `serveDir` (what websockify --web serves): noVNC's files symlinked from `novncDir` (never
- * edited), the module's files copied from `webDir` next to vnc.html (the README's step 1), and
- * one HTML page per variant. Returns the variant context.
- */
-export function preparePages({ novncDir, webDir, serveDir, wsPort, daemonPort, novncDirPath }) {
-  fs.mkdirSync(serveDir, { recursive: true });
-  for (const name of fs.readdirSync(novncDir)) {
-    if (name === 'vnc.html') continue;
-    const dst = path.join(serveDir, name);
-    if (!fs.existsSync(dst)) fs.symlinkSync(path.join(novncDir, name), dst);
-  }
-  // Every file of the module (the README names novnc-audio.js today; a module split in several
-  // files, or with a WASM decoder, comes along), except the daemon's own page and the docs.
-  const copied = [];
-  const copyTree = (src, dst) => {
-    for (const e of fs.readdirSync(src, { withFileTypes: true })) {
-      if (src === webDir && ['README.md', 'index.html'].includes(e.name)) continue;
-      const s = path.join(src, e.name);
-      const d = path.join(dst, e.name);
-      if (e.isDirectory()) {
-        if (fs.existsSync(d) && fs.lstatSync(d).isSymbolicLink()) continue;  // noVNC's own folder
-        fs.mkdirSync(d, { recursive: true });
-        copyTree(s, d);
-      } else if (!fs.existsSync(d)) {
-        fs.copyFileSync(s, d);
-        copied.push(path.relative(serveDir, d));
-      }
+/** Every file of the module (README, listen page aside): one file today, several plus WASM later. */
+function moduleFiles(webDir) {
+  const out = [];
+  const walk = (dir) => {
+    for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+      const p = path.join(dir, e.name);
+      if (dir === webDir && ['README.md', 'index.html'].includes(e.name)) continue;
+      if (e.isDirectory()) walk(p); else out.push(path.relative(webDir, p));
     }
   };
-  copyTree(webDir, serveDir);
-
-  const snippet = readmeSnippet(path.join(webDir, 'README.md'));
-  const vnc = fs.readFileSync(path.join(novncDir, 'vnc.html'), 'utf8');
-  fs.writeFileSync(path.join(serveDir, 'vnc.html'), withSnippet(vnc, snippet));
-  const readme = fs.readFileSync(path.join(webDir, 'README.md'), 'utf8');
-  return { serveDir, wsPort, daemonPort, snippet, readme, copied, vnc, novncDirPath };
+  walk(webDir);
+  return out;
 }
 
-// The README's alternative: the same snippet with the module imported from the daemon's origin
-// ('./x.js' -> 'http://HOST:DAEMONPORT/x.js'). One page per host, as a user writes their host in.
-function fromDaemonPage(ctx, host) {
-  const base = `http://${host}:${ctx.daemonPort}/`;
-  let n = 0;
-  const snippet = ctx.snippet.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(['"])\.\/([^'"]+)\2/g,
-    (_, kw, q, rel) => { n++; return `${kw}${q}${base}${rel}${q}`; });
-  if (!n) return null;
-  const file = `vnc-daemon-module-${host.replace(/[^a-z0-9]/gi, '_')}.html`;
-  fs.writeFileSync(path.join(ctx.serveDir, file), withSnippet(ctx.vnc, snippet));
-  return file;
+/**
+ * The context of the variants: `serveDir` holds one web root per variant (made on first use),
+ * each with noVNC's files symlinked from `novncDir` (never edited) and its own vnc.html.
+ */
+export function preparePages({ novncDir, webDir, serveDir, wsPort, daemonPort, novncDirPath }) {
+  const readme = fs.readFileSync(path.join(webDir, 'README.md'), 'utf8');
+  const ctx = {
+    serveDir, wsPort, daemonPort, novncDirPath, readme,
+    snippet: readmeSnippet(readme),
+    vnc: fs.readFileSync(path.join(novncDir, 'vnc.html'), 'utf8'),
+    files: moduleFiles(webDir),
+    /** A web root `name` with vnc.html = `html`, and the module's files when `withModule`. */
+    root(name, html, withModule) {
+      const dir = path.join(serveDir, name);
+      if (fs.existsSync(dir)) return dir;
+      fs.mkdirSync(dir, { recursive: true });
+      for (const n of fs.readdirSync(novncDir)) {
+        if (n !== 'vnc.html') fs.symlinkSync(path.join(novncDir, n), path.join(dir, n));
+      }
+      if (withModule) {
+        for (const f of ctx.files) {
+          const dst = path.join(dir, f);
+          if (fs.existsSync(dst)) throw new Error(`module file ${f} would overwrite noVNC's own`);
+          fs.mkdirSync(path.dirname(dst), { recursive: true });
+          fs.copyFileSync(path.join(webDir, f), dst);
+        }
+      }
+      fs.writeFileSync(path.join(dir, 'vnc.html'), html);
+      return dir;
+    },
+  };
+  return ctx;
 }
 
 export const VARIANTS = {
-  /** vnc.html + snippet, the module's files copied next to it (README step 1, first option). */
+  /** vnc.html + the README snippet, the module's files copied next to it (README step 1). */
   copied(ctx, host) {
-    return { url: `http://${host}:${ctx.wsPort}/vnc.html?autoconnect=true` };
+    const webRoot = ctx.root('copied', withSnippet(ctx.vnc, ctx.snippet), true);
+    return { url: `http://${host}:${ctx.wsPort}/vnc.html?autoconnect=true`, webRoot };
   },
-  /** vnc.html + snippet importing the module from the daemon (README step 1, second option). */
+  /**
+   * vnc.html + the snippet importing the module from the daemon, the README's other option:
+   * './x.js' -> 'http://HOST:DAEMONPORT/x.js', HOST as the user types it (the page's host).
+   */
   daemon(ctx, host) {
-    if (!/6090\/novnc-audio\.js|from the daemon/i.test(ctx.snippet + (ctx.readme || ''))) {
+    if (!/from the daemon|:6090\/[\w-]+\.js/i.test(ctx.readme)) {
       return { skip: 'the README does not offer loading the module from the daemon' };
     }
-    const file = fromDaemonPage(ctx, host);
-    if (!file) return { skip: 'the README snippet imports nothing relative to rewrite' };
-    return { url: `http://${host}:${ctx.wsPort}/${file}?autoconnect=true` };
+    const base = `http://${host}:${ctx.daemonPort}/`;
+    let n = 0;
+    const snippet = ctx.snippet.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\bsrc\s*=\s*)(['"])\.\/([^'"]+)\2/g,
+      (_, kw, q, rel) => { n++; return `${kw}${q}${base}${rel}${q}`; });
+    if (!n) return { skip: 'the README snippet loads nothing by a relative path to point at the daemon' };
+    const webRoot = ctx.root(`daemon-${host}`, withSnippet(ctx.vnc, snippet), false);
+    return { url: `http://${host}:${ctx.wsPort}/vnc.html?autoconnect=true`, webRoot };
   },
   /**
    * The daemon serving noVNC's own files with the module injected (--novnc-dir DIR, planned):
    * run.sh passes the option when the daemon's --help lists it and sets NOVNC_DIR_PATH.
-   * noVNC's socket still goes to websockify (port=), and the module to port + 10 = the daemon.
+   * noVNC's socket still goes to websockify (port=), the module to port + 10 = the daemon.
    */
   novncDir(ctx, host) {
     if (!ctx.novncDirPath) return { skip: 'the daemon has no --novnc-dir option' };
-    return { url: `http://${host}:${ctx.daemonPort}${ctx.novncDirPath}?autoconnect=true&host=${host}&port=${ctx.wsPort}` };
+    return {
+      url: `http://${host}:${ctx.daemonPort}${ctx.novncDirPath}?autoconnect=true&host=${host}&port=${ctx.wsPort}`,
+      webRoot: ctx.root('plain', ctx.vnc, false),
+    };
   },
 };

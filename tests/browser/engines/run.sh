@@ -10,8 +10,8 @@
 # Installs what it needs idempotently (apt; geckodriver with cargo), builds the daemon, and
 # starts, each on a free port and stopped by pid at the end: the daemon's PulseAudio (the tone
 # and the latency clicks play there) and the daemon; a second PulseAudio with a null sink that is
-# the browsers' sound card; Xvfb + x11vnc + an xterm and an xclock as the remote desktop;
-# websockify serving a copy of Debian's noVNC with the README's snippet; an Xvfb for MiniBrowser.
+# the browsers' sound card; Xvfb + x11vnc + an xterm and an xclock as the remote desktop; an
+# Xvfb for MiniBrowser. novnc.test.mjs runs websockify on a copy of Debian's noVNC per variant.
 # Then node runs novnc.test.mjs, which prints a summary table (engine x origin x variant).
 set -euo pipefail
 
@@ -176,17 +176,15 @@ start xclock env DISPLAY="$desk" xclock -geometry 200x200+700+40 -update 1
 vnc_port=$(free_port)
 start x11vnc x11vnc -display "$desk" -rfbport "$vnc_port" -forever -shared -nopw -localhost -quiet
 wait_port "$vnc_port" x11vnc
-serve_dir="$state/novnc"
+serve_dir="$state/novnc"   # novnc.test.mjs makes a web root per page variant and runs websockify
 mkdir -p "$serve_dir"
-start websockify websockify --web "$serve_dir" "127.0.0.1:$ws_port" "localhost:$vnc_port"
-wait_port "$ws_port" websockify
 
 webkit_display=
 if [[ $engines == *webkit* ]]; then xvfb webkit-x; webkit_display=$REPLY; fi
 
 say "noVNC at http://$PLAIN_HOST:$ws_port/vnc.html (desktop $desk, VNC $vnc_port); browsers play into $browser_pulse"
 cd "$here"
-SERVE_DIR="$serve_dir" WS_PORT="$ws_port" DAEMON_PORT="$daemon_port" NOVNC_DIR_PATH="$novnc_dir_path" \
+SERVE_DIR="$serve_dir" WS_PORT="$ws_port" VNC_PORT="$vnc_port" DAEMON_PORT="$daemon_port" NOVNC_DIR_PATH="$novnc_dir_path" \
 DAEMON_PULSE_SERVER="$daemon_pulse" DAEMON_SINK="$sink" BROWSER_PULSE_SERVER="$browser_pulse" \
 WEBKIT_DISPLAY="$webkit_display" PLAIN_HOST="$PLAIN_HOST" ENGINES="$engines" \
 WEB_DIR="${WEB_DIR:-$repo/web}" ARTIFACTS="${ARTIFACTS:-$repo/target/browser-engines}" \
