@@ -8,11 +8,13 @@
 //   SERVE_DIR                       a scratch directory for the pages' web roots
 //   WS_PORT VNC_PORT DAEMON_PORT    websockify's port (started here), x11vnc's, the daemon's
 //   WEB_DIR NOVNC_SRC               the module under test (default <repo>/web), Debian's noVNC
+//                                   (/usr/share/novnc)
 //   DAEMON_PULSE_SERVER DAEMON_SINK the daemon's PulseAudio (tone and clicks are played there)
 //   BROWSER_PULSE_SERVER            the browsers' own PulseAudio (their sound output)
 //   WEBKIT_DISPLAY                  the Xvfb display MiniBrowser draws on
 //   NOVNC_DIR_PATH                  set when the daemon serves noVNC itself (--novnc-dir)
-// Knobs: ENGINES=chromium,firefox,webkit  ORIGINS=plain,secure  VARIANTS=copied,daemon,novncDir
+// Knobs: ENGINES=chromium,firefox,webkit  ORIGINS=plain,secure  VARIANTS=copied,daemon(,novncDir
+//   when the daemon has --novnc-dir)
 //   PLAIN_HOST=desk.test  WINDOW_S=20 (underrun / latencyMs window)  CLICKS=20 (0: no clicks)
 //   PLAY_TIMEOUT_S=20  ARTIFACTS=<repo>/target/browser-engines  CI=true (a skip fails)
 import { test, after } from 'node:test';
@@ -31,7 +33,7 @@ const env = process.env;
 const list = (v, d) => (v || d).split(',').map((s) => s.trim()).filter(Boolean);
 const ENGINE_NAMES = list(env.ENGINES, 'chromium,firefox,webkit');
 const ORIGINS = list(env.ORIGINS, 'plain,secure');
-const VARIANT_NAMES = list(env.VARIANTS, 'copied,daemon,novncDir');
+const VARIANT_NAMES = list(env.VARIANTS, env.NOVNC_DIR_PATH ? 'copied,daemon,novncDir' : 'copied,daemon');
 const PLAIN_HOST = env.PLAIN_HOST || 'desk.test';
 const WINDOW_S = Number(env.WINDOW_S ?? 20);
 const CLICKS = Number(env.CLICKS ?? 20);
@@ -54,6 +56,15 @@ const pages = preparePages({
   daemonPort: Number(need('DAEMON_PORT')),
   novncDirPath: env.NOVNC_DIR_PATH || null,
 });
+// The daemon serves the module compiled into it: the daemon variant tests WEB_DIR's module only
+// when that is the same code (not when WEB_DIR comes from a tree the daemon was not built from).
+{
+  const webDir = env.WEB_DIR || path.join(repo, 'web');
+  try {
+    const served = await (await fetch(`http://127.0.0.1:${pages.daemonPort}/novnc-audio.js`)).text();
+    pages.daemonServesWebDir = served === fs.readFileSync(path.join(webDir, 'novnc-audio.js'), 'utf8');
+  } catch (e) { pages.daemonServesWebDir = false; }
+}
 log(`module under test: ${env.WEB_DIR || path.join(repo, 'web')} (files: ${pages.files.join(', ')})`);
 log(`README snippet inserted before </body> of a copy of vnc.html:\n${pages.snippet.replace(/^/gm, '#   ')}`);
 
@@ -155,7 +166,13 @@ async function runCase(engine, origin, variantName, t) {
   const variant = VARIANTS[variantName](pages, host);
   const row = { engine: engine.name, origin, variant: variantName, plays: 'no' };
   results.push(row);
-  if (variant.skip) { row.plays = `skipped: ${variant.skip}`; t.skip(variant.skip); return; }
+  if (variant.skip) {
+    row.plays = `SKIPPED: ${variant.skip}`;
+    console.log(`SKIPPED: ${engine.name} ${origin} ${variantName}: ${variant.skip}`);
+    if (CI) assert.fail(`SKIPPED under CI=true: ${variantName}: ${variant.skip}`);
+    t.skip(variant.skip);
+    return;
+  }
   const label = `${engine.name} ${origin} ${variantName}`;
   log(`${label}: ${variant.url}`);
   await serve(variant.webRoot);

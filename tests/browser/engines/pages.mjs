@@ -87,6 +87,9 @@ export const VARIANTS = {
     if (!/from the daemon|:6090\/[\w-]+\.js/i.test(ctx.readme)) {
       return { skip: 'the README does not offer loading the module from the daemon' };
     }
+    if (!ctx.daemonServesWebDir) {
+      return { skip: "the daemon's built-in novnc-audio.js is not WEB_DIR's (build the daemon from the same tree)" };
+    }
     const base = `http://${host}:${ctx.daemonPort}/`;
     let n = 0;
     const snippet = ctx.snippet.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\bsrc\s*=\s*)(['"])\.\/([^'"]+)\2/g,

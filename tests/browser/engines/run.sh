@@ -5,7 +5,8 @@
 #
 #   tests/browser/engines/run.sh                      # all engines, origins and page variants
 #   ENGINES=firefox tests/browser/engines/run.sh      # one engine only (chromium, firefox, webkit)
-#   WEB_DIR=/path/to/web  ORIGINS=plain  VARIANTS=copied  WINDOW_S=60  CLICKS=0  NO_BUILD=1
+#   WEB_DIR=/path/to/web (or WEB_REF=browser: web/ as committed on a branch)  ORIGINS=plain
+#   VARIANTS=copied  WINDOW_S=60  CLICKS=0  NO_BUILD=1   (all knobs: novnc.test.mjs header)
 #
 # Installs what it needs idempotently (apt; geckodriver with cargo), builds the daemon, and
 # starts, each on a free port and stopped by pid at the end: the daemon's PulseAudio (the tone
@@ -179,6 +180,16 @@ wait_port "$vnc_port" x11vnc
 serve_dir="$state/novnc"   # novnc.test.mjs makes a web root per page variant and runs websockify
 mkdir -p "$serve_dir"
 
+# The module under test: WEB_DIR (default the repo's web/), or web/ as committed at WEB_REF (a
+# branch or commit of this repository, e.g. WEB_REF=browser), exported with git archive.
+web_dir=${WEB_DIR:-$repo/web}
+if [ -n "${WEB_REF:-}" ]; then
+  mkdir -p "$state/web-ref"
+  git -C "$repo" archive "$WEB_REF" web | tar -x -C "$state/web-ref"
+  web_dir="$state/web-ref/web"
+  say "module under test: web/ at $WEB_REF ($(git -C "$repo" rev-parse --short "$WEB_REF"))"
+fi
+
 webkit_display=
 if [[ $engines == *webkit* ]]; then xvfb webkit-x; webkit_display=$REPLY; fi
 
@@ -187,5 +198,5 @@ cd "$here"
 SERVE_DIR="$serve_dir" WS_PORT="$ws_port" VNC_PORT="$vnc_port" DAEMON_PORT="$daemon_port" NOVNC_DIR_PATH="$novnc_dir_path" \
 DAEMON_PULSE_SERVER="$daemon_pulse" DAEMON_SINK="$sink" BROWSER_PULSE_SERVER="$browser_pulse" \
 WEBKIT_DISPLAY="$webkit_display" PLAIN_HOST="$PLAIN_HOST" ENGINES="$engines" \
-WEB_DIR="${WEB_DIR:-$repo/web}" ARTIFACTS="${ARTIFACTS:-$repo/target/browser-engines}" \
+WEB_DIR="$web_dir" ARTIFACTS="${ARTIFACTS:-$repo/target/browser-engines}" \
   node --test-reporter=spec novnc.test.mjs
