@@ -92,7 +92,9 @@ export const VARIANTS = {
     }
     const base = `http://${host}:${ctx.daemonPort}/`;
     let n = 0;
-    const snippet = ctx.snippet.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\bsrc\s*=\s*)(['"])\.\/([^'"]+)\2/g,
+    // Relative module paths ('./x.js', "x.js"; not '/x.js' or 'http://...'), in import statements
+    // and src= attributes.
+    const snippet = ctx.snippet.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+|\bsrc\s*=\s*)(['"])(?:\.\/)?([\w][^'":]*\.m?js)\2/g,
       (_, kw, q, rel) => { n++; return `${kw}${q}${base}${rel}${q}`; });
     if (!n) return { skip: 'the README snippet loads nothing by a relative path to point at the daemon' };
     const webRoot = ctx.root(`daemon-${host}`, withSnippet(ctx.vnc, snippet), false);
