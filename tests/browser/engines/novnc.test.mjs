@@ -17,6 +17,8 @@
 //   when the daemon has --novnc-dir)
 //   PLAIN_HOST=desk.test  WINDOW_S=20 (underrun / latencyMs window)  CLICKS=20 (0: no clicks)
 //   PLAY_TIMEOUT_S=20  ARTIFACTS=<repo>/target/browser-engines  CI=true (a skip fails)
+//   MEASURE_ANYWAY=1   when only a click on noVNC's control bar starts the sound, measure anyway
+//                      (the case still fails)
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
@@ -24,6 +26,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ENGINES, openSession } from './engines.mjs';
+import { trackGroup } from './webdriver.mjs';
 import { preparePages, VARIANTS } from './pages.mjs';
 import * as probe from './probes.mjs';
 
@@ -76,8 +79,8 @@ const wsLog = fs.openSync(path.join(ARTIFACTS, 'websockify.log'), 'w');
 async function serve(webRoot) {
   if (websockify && websockify.root === webRoot) return;
   await stopWebsockify();
-  const child = spawn('websockify', ['--web', webRoot, `127.0.0.1:${pages.wsPort}`, `localhost:${need('VNC_PORT')}`],
-    { detached: true, stdio: ['ignore', wsLog, wsLog] });
+  const child = trackGroup(spawn('websockify', ['--web', webRoot, `127.0.0.1:${pages.wsPort}`, `localhost:${need('VNC_PORT')}`],
+    { detached: true, stdio: ['ignore', wsLog, wsLog] }));
   websockify = { root: webRoot, child, exited: new Promise((r) => child.once('exit', r)) };
   const end = Date.now() + 15000;
   for (;;) {
@@ -101,9 +104,9 @@ async function stopWebsockify() {
 let tone = null;
 function startTone() {
   if (tone) return;
-  tone = spawn('bash', ['-c', `while :; do sox -q -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 600 sine ${TONE_HZ} vol 0.5 2>/dev/null \
+  tone = trackGroup(spawn('bash', ['-c', `while :; do sox -q -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 600 sine ${TONE_HZ} vol 0.5 2>/dev/null \
     | pacat --raw --format=s16le --rate=48000 --channels=2 --latency-msec=20 --stream-name=tone 2>/dev/null; sleep 0.2; done`],
-  { detached: true, stdio: 'ignore', env: { ...env, PULSE_SERVER: need('DAEMON_PULSE_SERVER') } });
+  { detached: true, stdio: 'ignore', env: { ...env, PULSE_SERVER: need('DAEMON_PULSE_SERVER') } }));
 }
 async function stopTone() {
   if (!tone) return;
@@ -215,7 +218,8 @@ async function runCase(engine, origin, variantName, t) {
 
     st = await waitFor(session, 'playing', (s) => s.state === 'playing' && s.stats && s.stats.frames > 0, PLAY_TIMEOUT_S * 1000);
     fs.writeFileSync(shot, await session.screenshot());
-    const s0 = st.stats || {};
+    let s0 = st.stats || {};
+    const deferred = [];
     row.codec = s0.codec;
     row.decoder = s0.decoder;
     row.output = s0.output;
@@ -228,14 +232,21 @@ async function runCase(engine, origin, variantName, t) {
         why = `state 'idle': audio.start() never ran, the click on the canvas did not reach the page's listener`;
         try {
           await session.pointerClick(await session.find('#noVNC_control_bar_handle'), 0, 0);
-          const after = await waitFor(session, 'playing', (s) => s.state !== 'idle' && s.state !== 'connecting', 10000);
+          const after = await waitFor(session, 'playing', (s) => s.state === 'playing' || s.state === 'error', 10000);
           why += `; after a click on noVNC's control bar handle: state '${after.state}'` +
             (after.stats?.lastError ? `, lastError: ${JSON.stringify(after.stats.lastError)}` : '');
           row.plays += ` (control bar click: ${after.state}${after.stats?.lastError ? `: ${after.stats.lastError}` : ''})`;
+          st = after;
         } catch (e) { why += `; clicking the control bar failed too: ${e.message}`; }
       }
-      assert.fail(`${label}: no sound ${PLAY_TIMEOUT_S} s after a click on the desktop canvas: ${why}`);
+      const failure = `${label}: no sound ${PLAY_TIMEOUT_S} s after a click on the desktop canvas: ${why}`;
+      // MEASURE_ANYWAY=1: if the control-bar click made it play, take the figures all the same
+      // (a "before" baseline); the case still fails at the end.
+      if (!(env.MEASURE_ANYWAY === '1' && st.state === 'playing')) assert.fail(failure);
+      deferred.push(failure);
     }
+    s0 = st.stats || s0;
+    row.codec = s0.codec;
     log(`${label}: playing ${((Date.now() - clickedAt) / 1000).toFixed(1)} s after the click`);
 
     // The tone is rendered by the audio graph: 440 Hz within one FFT bin, non-zero level.
@@ -262,7 +273,7 @@ async function runCase(engine, origin, variantName, t) {
     const ds = await daemonStats();
     row.daemonOpusClients = ds ? ds.opus_clients : null;
     row.daemonPcmClients = ds ? ds.pcm_clients : null;
-    row.plays = 'yes';
+    if (!deferred.length) row.plays = 'yes';
     assert.equal(s0.codec, 'opus', `${label}: plays, but the socket carries ${s0.codec}, not Opus`);
     if (ds) assert.ok(ds.opus_clients >= 1 && ds.pcm_clients === 0, `${label}: daemon /stats: ${ds.opus_clients} Opus, ${ds.pcm_clients} PCM client(s)`);
 
@@ -320,6 +331,7 @@ async function runCase(engine, origin, variantName, t) {
     // Still playing after all that.
     st = await session.execute(probe.PAGE_STATE);
     assert.equal(st.state, 'playing', `${label}: stopped playing during the window: ${st.state} (${st.stats?.lastError})`);
+    if (deferred.length) assert.fail(deferred.join('; '));
   } catch (e) {
     row.error = e.message;
     throw e;

@@ -92,7 +92,7 @@ async function call(base, method, path, body, timeoutMs = 60000) {
  * ready. Returns { base, child, stop() }; stop() ends the process group we started, by pid.
  */
 export async function startDriver(argv, port, { env, logStream, readyMs = 30000 } = {}) {
-  const child = spawn(argv[0], argv.slice(1), { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = trackGroup(spawn(argv[0], argv.slice(1), { env, detached: true, stdio: ['ignore', 'pipe', 'pipe'] }));
   if (logStream) { child.stdout.pipe(logStream, { end: false }); child.stderr.pipe(logStream, { end: false }); }
   else { child.stdout.resume(); child.stderr.resume(); }
   let exited = null;
@@ -123,6 +123,17 @@ export async function startDriver(argv, port, { env, logStream, readyMs = 30000 
     },
   };
 }
+
+// Process groups started here and still running: ended when node exits, even on a crash or
+// an uncaught error, since run.sh's cleanup only knows the groups it started itself.
+const live = new Set();
+export function trackGroup(child) {
+  live.add(child);
+  child.once('exit', () => live.delete(child));
+  return child;
+}
+process.once('exit', () => { for (const c of live) killGroup(c, 'SIGKILL'); });
+for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => process.exit(130));
 
 // The driver runs detached in its own process group: its browser children end with it.
 function killGroup(child, sig = 'SIGTERM') {
