@@ -25,18 +25,32 @@ export function withSnippet(vncHtml, snippet) {
   return vncHtml.slice(0, i) + snippet + vncHtml.slice(i);
 }
 
-/** Every file of the module (README, listen page aside): one file today, several plus WASM later. */
+/** Every file under web/: the new README says to copy all of it (the module imports its parts). */
 function moduleFiles(webDir) {
   const out = [];
   const walk = (dir) => {
     for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
       const p = path.join(dir, e.name);
-      if (dir === webDir && ['README.md', 'index.html'].includes(e.name)) continue;
       if (e.isDirectory()) walk(p); else out.push(path.relative(webDir, p));
     }
   };
   walk(webDir);
   return out;
+}
+
+/**
+ * Links `src`'s entries into `dst`, which may already hold some of them as real folders (the
+ * module's vendor/ beside noVNC's vendor/): there it descends and links their children. A symlink
+ * to a folder of the package is never written through, so /usr/share/novnc stays untouched.
+ */
+function linkTree(src, dst) {
+  for (const e of fs.readdirSync(src, { withFileTypes: true })) {
+    const s = path.join(src, e.name);
+    const d = path.join(dst, e.name);
+    if (!fs.existsSync(d)) fs.symlinkSync(s, d);
+    else if (e.isDirectory() && fs.lstatSync(d).isDirectory()) linkTree(s, d);
+    else throw new Error(`the module's ${d} would hide noVNC's ${s}`);
+  }
 }
 
 /**
@@ -55,17 +69,16 @@ export function preparePages({ novncDir, webDir, serveDir, wsPort, daemonPort, n
       const dir = path.join(serveDir, name);
       if (fs.existsSync(dir)) return dir;
       fs.mkdirSync(dir, { recursive: true });
-      for (const n of fs.readdirSync(novncDir)) {
-        if (n !== 'vnc.html') fs.symlinkSync(path.join(novncDir, n), path.join(dir, n));
-      }
+      // The module's files first, in real folders; then noVNC's, linked around them.
       if (withModule) {
         for (const f of ctx.files) {
           const dst = path.join(dir, f);
-          if (fs.existsSync(dst)) throw new Error(`module file ${f} would overwrite noVNC's own`);
           fs.mkdirSync(path.dirname(dst), { recursive: true });
           fs.copyFileSync(path.join(webDir, f), dst);
         }
       }
+      linkTree(novncDir, dir);
+      fs.rmSync(path.join(dir, 'vnc.html'));  // our copy, with the snippet, replaces the link
       fs.writeFileSync(path.join(dir, 'vnc.html'), html);
       return dir;
     },

@@ -74,6 +74,8 @@ bin="${NOVNC_AUDIO_BIN:-$repo/target/debug/novnc-audio}"
 
 # ------------------------------------------------------------------------------ processes
 state=$(mktemp -d /tmp/novnc-audio-engines.XXXXXX)
+touch "$state/started"
+novnc_src=${NOVNC_SRC:-/usr/share/novnc}
 groups=()   # process groups we started (setsid), ended in reverse order
 
 start() {  # start NAME CMD...: in its own process group, output in $state/NAME.log
@@ -90,6 +92,9 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL -- "-$pid" 2>/dev/null
   done
+  # The pages are copies: Debian's noVNC must come out as it went in.
+  local touched; touched=$(find "$novnc_src" -newer "$state/started" 2>/dev/null | head -n 5)
+  if [ -n "$touched" ]; then say "BUG: the test changed files under $novnc_src: $touched"; [ "$rc" -ne 0 ] || rc=1; fi
   if [ "$rc" -ne 0 ]; then
     for f in "$state"/*.log; do [ -f "$f" ] && { echo "----- $(basename "$f") (tail)" >&2; tail -n 20 "$f" >&2; }; done
   fi
@@ -196,7 +201,7 @@ if [[ $engines == *webkit* ]]; then xvfb webkit-x; webkit_display=$REPLY; fi
 say "noVNC at http://$PLAIN_HOST:$ws_port/vnc.html (desktop $desk, VNC $vnc_port); browsers play into $browser_pulse"
 cd "$here"
 SERVE_DIR="$serve_dir" WS_PORT="$ws_port" VNC_PORT="$vnc_port" DAEMON_PORT="$daemon_port" NOVNC_DIR_PATH="$novnc_dir_path" \
-DAEMON_PULSE_SERVER="$daemon_pulse" DAEMON_SINK="$sink" BROWSER_PULSE_SERVER="$browser_pulse" \
+NOVNC_SRC="$novnc_src" DAEMON_PULSE_SERVER="$daemon_pulse" DAEMON_SINK="$sink" BROWSER_PULSE_SERVER="$browser_pulse" \
 WEBKIT_DISPLAY="$webkit_display" PLAIN_HOST="$PLAIN_HOST" ENGINES="$engines" \
 WEB_DIR="$web_dir" ARTIFACTS="${ARTIFACTS:-$repo/target/browser-engines}" \
   node --test-reporter=spec novnc.test.mjs
