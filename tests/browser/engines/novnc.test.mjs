@@ -118,7 +118,8 @@ async function stopTone() {
 
 function writeClicks(count) {
   return new Promise((resolve, reject) => {
-    execFile('python3', [path.join(here, 'clicks.py'), '--sink', need('DAEMON_SINK'), '--count', String(count)],
+    const card = env.BROWSER_PULSE_SERVER ? ['--card-server', env.BROWSER_PULSE_SERVER] : [];
+    execFile('python3', [path.join(here, 'clicks.py'), '--sink', need('DAEMON_SINK'), '--count', String(count), ...card],
       { env: { ...env, PULSE_SERVER: need('DAEMON_PULSE_SERVER') }, timeout: (count + 30) * 1000 },
       (err, stdout) => (err ? reject(err) : resolve(stdout.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)))));
   });
@@ -208,6 +209,8 @@ async function runCase(engine, origin, variantName, t) {
     const ap = await session.executeAsync(probe.AUTOPLAY_PROBE);
     row.autoplayBefore = ap.state || ap.error;
     log(`${label}: a new AudioContext before any gesture is '${row.autoplayBefore}'`);
+    // Otherwise this case could not show that the click is what starts the sound.
+    assert.equal(ap.state, 'suspended', `${label}: the engine lets audio start without a gesture: a new AudioContext is '${row.autoplayBefore}'`);
     assert.ok(st.hasModule, `${label}: window.novncAudio is missing: the README snippet did not run (audio globals: ${st.audioGlobals.join(', ') || 'none'})`);
     assert.notEqual(st.state, 'playing', `${label}: playing before any click (stored sound-enabled state in a fresh profile?)`);
 
@@ -311,6 +314,10 @@ async function runCase(engine, origin, variantName, t) {
         const rendered = matchClicks(written, det.clicks, 'rendered');
         const output = matchClicks(written, det.clicks, 'output');
         const viaMonitor = written.filter((w) => w.monitor).map((w) => w.monitor - w.written);
+        const card = written.filter((w) => w.monitor && w.card).map((w) => w.card - w.monitor);
+        row.cardMedian = median(card);
+        row.cardP99 = pct(card, 0.99);
+        row.cardClicks = `${card.length}/${written.length}`;
         row.clicks = `${rendered.length}/${written.length}`;
         row.renderedMedian = median(rendered);
         row.renderedP99 = pct(rendered, 0.99);
@@ -319,7 +326,8 @@ async function runCase(engine, origin, variantName, t) {
         row.writeToMonitorMedian = median(viaMonitor);
         row.detectorMaxGapMs = det.maxGapMs;
         log(`${label}: clicks detected ${rendered.length}/${written.length}; sink->rendered median ${fmt(row.renderedMedian)} ms ` +
-          `p99 ${fmt(row.renderedP99)} (from the sink's monitor); ->output median ${fmt(row.outputMedian)}; write->monitor median ${fmt(row.writeToMonitorMedian, 1)} ms; ` +
+          `p99 ${fmt(row.renderedP99)} (from the sink's monitor); ->output median ${fmt(row.outputMedian)}; ` +
+          `->sound card median ${fmt(row.cardMedian)} p99 ${fmt(row.cardP99)} (${row.cardClicks}); write->monitor median ${fmt(row.writeToMonitorMedian, 1)} ms; ` +
           `detector's longest poll gap ${fmt(det.maxGapMs)} ms`);
         assert.ok(rendered.length >= Math.ceil(written.length * 0.8),
           `${label}: only ${rendered.length} of ${written.length} clicks found in the rendered audio ` +
@@ -367,12 +375,13 @@ after(async () => {
   driverLog.end();
   fs.writeFileSync(path.join(ARTIFACTS, 'results.json'), JSON.stringify(results, null, 2));
   const head = ['engine', 'origin', 'variant', 'plays', 'codec', 'decoder', 'output', 'autoplay before click',
-    'underruns/min', 'latencyMs med/max', 'sink->rendered med/p99', 'sink->output med/p99', 'main ms/s'];
+    'underruns/min', 'latencyMs med/max', 'sink->rendered med/p99', 'sink->output med/p99', 'sink->card med/p99', 'main ms/s'];
   const rows = results.map((r) => [r.engine, r.origin, r.variant, String(r.plays).slice(0, 70), r.codec || '-',
     r.decoder || '-', r.output || '-', r.autoplayBefore || '-', fmt(r.underrunsPerMin, 1),
     r.latencyMsMedian === undefined ? '-' : `${fmt(r.latencyMsMedian)}/${fmt(r.latencyMsMax)}`,
     r.renderedMedian === undefined ? '-' : `${fmt(r.renderedMedian)}/${fmt(r.renderedP99)} (${r.clicks})`,
     r.outputMedian === undefined ? '-' : `${fmt(r.outputMedian)}/${fmt(r.outputP99)}`,
+    r.cardMedian === undefined ? '-' : `${fmt(r.cardMedian)}/${fmt(r.cardP99)} (${r.cardClicks})`,
     r.mainThread === undefined || r.mainThread === null ? '-' : fmt(r.mainThread, 1)]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
   const line = (r) => `| ${r.map((c, i) => String(c).padEnd(w[i])).join(' | ')} |`;

@@ -74,13 +74,24 @@ export class Session {
 }
 
 async function call(base, method, path, body, timeoutMs = 60000) {
-  const res = await fetch(base + path, {
-    method,
-    headers: body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-    signal: AbortSignal.timeout(timeoutMs),
-  });
-  const text = await res.text();
+  const started = Date.now();
+  let res, text;
+  try {
+    res = await fetch(base + path, {
+      method,
+      headers: body === undefined ? {} : { 'content-type': 'application/json; charset=utf-8' },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    text = await res.text();
+  } catch (e) {
+    // Name the command: a hung page or driver otherwise shows as a bare "operation was aborted".
+    const what = e.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : e.message;
+    throw new WebDriverError(`${method} ${path}`, 0, {
+      error: e.name === 'TimeoutError' ? 'timeout' : 'connection',
+      message: `${what} (sent at ${new Date(started).toISOString()})`,
+    });
+  }
   let json;
   try { json = JSON.parse(text); } catch { throw new WebDriverError(`${method} ${path}`, res.status, { message: text.slice(0, 300) }); }
   if (!res.ok || (json.value && json.value.error)) throw new WebDriverError(`${method} ${path}`, res.status, json.value);
