@@ -182,7 +182,10 @@ async function runCase(engine, origin, variantName, t) {
   await serve(variant.webRoot);
 
   const { session, close } = await openSession(engine, driverLog);
+  // What the case was doing, for the failure message (a hung page shows as a timed-out command).
+  const phase = (p) => { row.phase = `${p} (${new Date().toISOString().slice(11, 23)})`; };
   try {
+    phase('navigate');
     await session.navigate(variant.url);
     const shot = path.join(ARTIFACTS, `${engine.name}-${origin}-${variantName}.png`);
 
@@ -193,6 +196,7 @@ async function runCase(engine, origin, variantName, t) {
       `${label}: window.isSecureContext is ${st.secure} at ${variant.url}`);
 
     // noVNC is connected and the desktop has pixels.
+    phase('wait for noVNC');
     st = await waitFor(session, 'noVNC connected', (s) => s.connected, 30000);
     assert.ok(st.connected, `${label}: noVNC did not connect within 30 s (status: ${JSON.stringify(st.novncStatus)})`);
     let px;
@@ -206,6 +210,7 @@ async function runCase(engine, origin, variantName, t) {
     assert.ok(px.colours > 1 && px.lumaVariance > 1, `${label}: the desktop canvas is uniform: ${JSON.stringify(px)}`);
 
     // Before the click: the engine's autoplay policy holds, and the module waits.
+    phase('autoplay probe');
     const ap = await session.executeAsync(probe.AUTOPLAY_PROBE);
     row.autoplayBefore = ap.state || ap.error;
     log(`${label}: a new AudioContext before any gesture is '${row.autoplayBefore}'`);
@@ -215,11 +220,14 @@ async function runCase(engine, origin, variantName, t) {
     assert.notEqual(st.state, 'playing', `${label}: playing before any click (stored sound-enabled state in a fresh profile?)`);
 
     // A real pointer click at the centre of the desktop canvas.
+    phase('click the canvas');
     const canvas = await session.find('#noVNC_container canvas');
     await session.pointerClick(canvas, 0, 0);
     const clickedAt = Date.now();
 
+    phase('wait for playing');
     st = await waitFor(session, 'playing', (s) => s.state === 'playing' && s.stats && s.stats.frames > 0, PLAY_TIMEOUT_S * 1000);
+    phase('screenshot');
     fs.writeFileSync(shot, await session.screenshot());
     let s0 = st.stats || {};
     const deferred = [];
@@ -253,6 +261,7 @@ async function runCase(engine, origin, variantName, t) {
     log(`${label}: playing ${((Date.now() - clickedAt) / 1000).toFixed(1)} s after the click`);
 
     // The tone is rendered by the audio graph: 440 Hz within one FFT bin, non-zero level.
+    phase('tone');
     let tn;
     for (let i = 0; i < 20; i++) {
       tn = await session.execute(probe.TONE);
@@ -281,6 +290,7 @@ async function runCase(engine, origin, variantName, t) {
     if (ds) assert.ok(ds.opus_clients >= 1 && ds.pcm_clients === 0, `${label}: daemon /stats: ${ds.opus_clients} Opus, ${ds.pcm_clients} PCM client(s)`);
 
     // A window: underruns, the module's latencyMs, main-thread cost if the module reports it.
+    phase('window');
     const lat = [];
     const first = (await session.execute(probe.PAGE_STATE)).stats;
     const t0 = Date.now();
@@ -302,6 +312,7 @@ async function runCase(engine, origin, variantName, t) {
 
     // Sink -> rendered latency: clicks instead of the tone.
     if (CLICKS > 0 && variantName === 'copied') {
+      phase('clicks');
       await stopTone();
       await sleep(800);  // let the tone drain out of the buffers
       await session.execute(probe.CLICK_DETECTOR_START);
@@ -342,6 +353,7 @@ async function runCase(engine, origin, variantName, t) {
     if (deferred.length) assert.fail(deferred.join('; '));
   } catch (e) {
     row.error = e.message;
+    if (e.error === 'timeout') e.message += ` during: ${row.phase}`;
     throw e;
   } finally {
     await close();
