@@ -124,7 +124,7 @@ const webkit = {
 
 export const ENGINES = { chromium, firefox, webkit };
 
-/** Opens a session of `engine`; returns { session, close() } that ends session and driver. */
+/** Opens a session of `engine`; returns { session, driverPid, close() } (close ends both). */
 export async function openSession(engine, logStream) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `novnc-audio-${engine.name}-`));
   let drv;
@@ -135,6 +135,7 @@ export async function openSession(engine, logStream) {
     await session.setTimeouts({ script: 120000, pageLoad: 120000, implicit: 0 });
     return {
       session,
+      driverPid: drv.child.pid,
       async close() {
         await session.close();
         await drv.stop();
@@ -146,4 +147,37 @@ export async function openSession(engine, logStream) {
     fs.rmSync(tmp, { recursive: true, force: true });
     throw e;
   }
+}
+
+/**
+ * CPU use (% of one core over `ms`) of every process under `rootPid`, busiest first: tells a page
+ * stuck in a loop (a content process at 100 %) from a driver that stopped answering (all idle).
+ */
+export async function cpuOfTree(rootPid, ms = 1000) {
+  const read = () => {
+    const procs = new Map();
+    for (const d of fs.readdirSync('/proc')) {
+      if (!/^\d+$/.test(d)) continue;
+      try {
+        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+        const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').filter(Boolean);
+        procs.set(Number(d), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]),
+          name: `${path.basename(cmd[0] || '?')}${cmd.includes('-isForBrowser') || cmd.includes('tab') ? ' (content)' : ''}` });
+      } catch { /* gone */ }
+    }
+    return procs;
+  };
+  const a = read();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = read();
+  const tree = new Set([rootPid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, p] of b) if (!tree.has(pid) && tree.has(p.ppid)) { tree.add(pid); grew = true; }
+  }
+  const hz = 100;  // USER_HZ
+  return [...tree].filter((pid) => b.has(pid) && a.has(pid))
+    .map((pid) => ({ pid, name: b.get(pid).name, cpu: Math.round(((b.get(pid).ticks - a.get(pid).ticks) / hz) * 100000 / ms) }))
+    .sort((x, y) => y.cpu - x.cpu);
 }

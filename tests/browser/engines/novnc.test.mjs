@@ -25,7 +25,7 @@ import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENGINES, openSession } from './engines.mjs';
+import { ENGINES, openSession, cpuOfTree } from './engines.mjs';
 import { trackGroup } from './webdriver.mjs';
 import { preparePages, VARIANTS } from './pages.mjs';
 import * as probe from './probes.mjs';
@@ -158,7 +158,7 @@ async function waitFor(session, what, fn, timeoutMs) {
   const end = Date.now() + timeoutMs;
   let last;
   while (Date.now() < end) {
-    last = await session.execute(probe.PAGE_STATE);
+    last = await session.read(probe.PAGE_STATE);
     if (fn(last)) return last;
     await sleep(250);
   }
@@ -181,7 +181,7 @@ async function runCase(engine, origin, variantName, t) {
   log(`${label}: ${variant.url}`);
   await serve(variant.webRoot);
 
-  const { session, close } = await openSession(engine, driverLog);
+  const { session, close, driverPid } = await openSession(engine, driverLog);
   // What the case was doing, for the failure message (a hung page shows as a timed-out command).
   const phase = (p) => { row.phase = `${p} (${new Date().toISOString().slice(11, 23)})`; };
   try {
@@ -190,7 +190,7 @@ async function runCase(engine, origin, variantName, t) {
     const shot = path.join(ARTIFACTS, `${engine.name}-${origin}-${variantName}.png`);
 
     // The origin is what we claim it is.
-    let st = await session.execute(probe.PAGE_STATE);
+    let st = await session.read(probe.PAGE_STATE);
     row.secure = st.secure;
     assert.equal(st.secure, origin === 'secure',
       `${label}: window.isSecureContext is ${st.secure} at ${variant.url}`);
@@ -201,7 +201,7 @@ async function runCase(engine, origin, variantName, t) {
     assert.ok(st.connected, `${label}: noVNC did not connect within 30 s (status: ${JSON.stringify(st.novncStatus)})`);
     let px;
     for (let i = 0; i < 40; i++) {  // the first framebuffer update may take a moment
-      px = await session.execute(probe.CANVAS_PIXELS);
+      px = await session.read(probe.CANVAS_PIXELS);
       if (px.colours > 1) break;
       await sleep(250);
     }
@@ -264,7 +264,7 @@ async function runCase(engine, origin, variantName, t) {
     phase('tone');
     let tn;
     for (let i = 0; i < 20; i++) {
-      tn = await session.execute(probe.TONE);
+      tn = await session.read(probe.TONE);
       if (tn.rms > 0.01 && Math.abs(tn.peakHz - TONE_HZ) <= tn.binHz) break;
       await sleep(250);
     }
@@ -275,7 +275,7 @@ async function runCase(engine, origin, variantName, t) {
     row.outputLatencyMs = tn.outputLatency * 1000;
     assert.ok(!tn.error, `${label}: ${tn.error}`);
     if (!(tn.rms > 0.01)) {
-      const now = (await session.execute(probe.PAGE_STATE)).stats;
+      const now = (await session.read(probe.PAGE_STATE)).stats;
       assert.fail(`${label}: the audio graph renders silence (RMS ${tn.rms}, context ${tn.contextState}); stats: ${JSON.stringify(now)}; daemon /stats: ${JSON.stringify(await daemonStats())}`);
     }
     assert.ok(Math.abs(tn.peakHz - TONE_HZ) <= tn.binHz,
@@ -292,12 +292,12 @@ async function runCase(engine, origin, variantName, t) {
     // A window: underruns, the module's latencyMs, main-thread cost if the module reports it.
     phase('window');
     const lat = [];
-    const first = (await session.execute(probe.PAGE_STATE)).stats;
+    const first = (await session.read(probe.PAGE_STATE)).stats;
     const t0 = Date.now();
     let last = first;
     while (Date.now() - t0 < WINDOW_S * 1000) {
       await sleep(1000);
-      last = (await session.execute(probe.PAGE_STATE)).stats;
+      last = (await session.read(probe.PAGE_STATE)).stats;
       if (Number.isFinite(last.latencyMs)) lat.push(last.latencyMs);
     }
     const minutes = (Date.now() - t0) / 60000;
@@ -319,7 +319,7 @@ async function runCase(engine, origin, variantName, t) {
       try {
         const written = await writeClicks(CLICKS);
         await sleep(1000);
-        const det = await session.execute(probe.CLICK_DETECTOR_STOP);
+        const det = await session.read(probe.CLICK_DETECTOR_STOP);
         fs.writeFileSync(path.join(ARTIFACTS, `clicks-${engine.name}-${origin}-${variantName}.json`),
           JSON.stringify({ written, detected: det.clicks }, null, 1));
         const rendered = matchClicks(written, det.clicks, 'rendered');
@@ -348,12 +348,20 @@ async function runCase(engine, origin, variantName, t) {
       }
     }
     // Still playing after all that.
-    st = await session.execute(probe.PAGE_STATE);
+    st = await session.read(probe.PAGE_STATE);
     assert.equal(st.state, 'playing', `${label}: stopped playing during the window: ${st.state} (${st.stats?.lastError})`);
+    row.driverStalls = session.stalls || 0;
+    if (row.driverStalls) log(`${label}: ${row.driverStalls} read command(s) got no answer within 10 s and were sent again`);
     if (deferred.length) assert.fail(deferred.join('; '));
   } catch (e) {
     row.error = e.message;
-    if (e.error === 'timeout') e.message += ` during: ${row.phase}`;
+    row.driverStalls = session.stalls || 0;
+    if (e.error === 'timeout') {
+      const cpu = (await cpuOfTree(driverPid)).slice(0, 4).map((p) => `${p.name} ${p.pid}: ${p.cpu} %`);
+      const ds = await daemonStats();
+      e.message += ` during: ${row.phase}; CPU of the engine's processes now: ${cpu.join(', ')}` +
+        (ds ? `; daemon: ${ds.clients} client(s), ${JSON.stringify(ds.frames_dropped)} frames dropped, ${ds.clients_disconnected_stalled} stalled` : '');
+    }
     throw e;
   } finally {
     await close();

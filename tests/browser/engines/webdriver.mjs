@@ -36,6 +36,22 @@ export class Session {
   title() { return this.cmd('GET', '/title'); }
   /** Runs `body` (a function body: use `arguments[i]` and `return`) in the page. */
   execute(body, ...args) { return this.cmd('POST', '/execute/sync', { script: body, args }); }
+  /**
+   * execute() for scripts that only read (safe to run twice): a command with no answer within
+   * `timeoutMs` is sent again, up to `retries` times, and counted in `this.stalls`. geckodriver
+   * sometimes never answers one execute/sync on a page playing audio while the page itself runs
+   * on (its content process idle, its socket read); the next command is answered.
+   */
+  async read(body, { timeoutMs = 10000, retries = 3 } = {}, ...args) {
+    for (let i = 0; ; i++) {
+      try {
+        return await this.cmd('POST', '/execute/sync', { script: body, args }, timeoutMs);
+      } catch (e) {
+        if (e.error !== 'timeout' || i >= retries) throw e;
+        this.stalls = (this.stalls || 0) + 1;
+      }
+    }
+  }
   /** Runs `body` in the page; it finishes by calling `arguments[arguments.length - 1](value)`. */
   executeAsync(body, ...args) {
     return this.cmd('POST', '/execute/async', { script: body, args }, 300000);
