@@ -85,7 +85,7 @@ const firefox = {
       browserName: 'firefox',
       'moz:firefoxOptions': {
         binary: process.env.FIREFOX || '/usr/bin/firefox-esr',
-        args: ['-headless', '-width', '1280', '-height', '900'],
+        args: ['-headless'],  // size from MOZ_HEADLESS_WIDTH/HEIGHT: firefox-esr has no -width flag
         prefs: {
           // Firefox's own defaults, pinned so a changed default cannot make the test pass
           // without the click: audible media and Web Audio wait for a user gesture.
