@@ -124,9 +124,14 @@ const webkit = {
 
 export const ENGINES = { chromium, firefox, webkit };
 
+// Profiles and homes of sessions still open when node exits (an interrupted run) go too.
+const tmpDirs = new Set();
+process.once('exit', () => { for (const d of tmpDirs) fs.rmSync(d, { recursive: true, force: true }); });
+
 /** Opens a session of `engine`; returns { session, driverPid, close() } (close ends both). */
 export async function openSession(engine, logStream) {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `novnc-audio-${engine.name}-`));
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), `novnc-audio-engines-${engine.name}-`));
+  tmpDirs.add(tmp);
   let drv;
   try {
     const started = await engine.start(tmp, logStream);
@@ -140,6 +145,7 @@ export async function openSession(engine, logStream) {
         await session.close();
         await drv.stop();
         fs.rmSync(tmp, { recursive: true, force: true });
+        tmpDirs.delete(tmp);
       },
     };
   } catch (e) {
