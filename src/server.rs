@@ -141,6 +141,8 @@ impl Server {
             }
         })?;
         *shared.capture.borrow_mut() = Some(capture);
+        // The microphone's source is made now, not on the first speaker: applications list
+        // their input devices when they start (see mic/source).
         if let Some(mic) = &shared.microphone {
             mic.start();
         }
