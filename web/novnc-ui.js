@@ -1,7 +1,7 @@
 // novnc-ui.js: sound for noVNC's own page (vnc.html) with one line:
 //
 //   <script type="module" src="novnc-ui.js"></script>           (a copy beside vnc.html)
-//   <script type="module" src="http://HOST:6090/novnc-ui.js"></script>   (from the daemon)
+//   <script type="module" src="DAEMON/novnc-ui.js"></script>    (from the daemon, DAEMON = http://HOST:6090)
 //
 // It adds a Sound button and panel to noVNC's control bar (on/off, volume, what is happening),
 // or a small floating control when the page has no noVNC control bar; remembers the choice and
