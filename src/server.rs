@@ -49,7 +49,7 @@ impl Server {
         } else {
             None
         };
-        let pipeline = Pipeline::new(format, opus);
+        let pipeline = Pipeline::new(format, opus, !config.capture.send_silence);
         let shared = Rc::new(Shared {
             config: RefCell::new(config.clone()),
             started: Instant::now(),

@@ -24,6 +24,9 @@ pub struct CaptureConfig {
     /// make frames wait for it, a smaller one costs wakeups for nothing.
     pub latency_us: u32,
     pub sink_name: String,
+    /// Record and send every frame, digital silence included, and never cork while
+    /// clients listen (for clients that need a frame every frame duration).
+    pub send_silence: bool,
 }
 
 /// The encode stage.
@@ -84,6 +87,7 @@ impl Default for Config {
                 channels: 2,
                 latency_us: 20000,
                 sink_name: "novnc_audio".into(),
+                send_silence: false,
             },
             encoder: EncoderConfig {
                 codec: Codec::Opus,
