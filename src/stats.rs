@@ -121,6 +121,8 @@ pub struct TransportStats {
     pub bytes_sent: u64,
     pub dropped_slow_client: u64,
     pub disconnected_stalled: u64,
+    /// WebSocket pings sent to idle clients.
+    pub pings_sent: u64,
     /// Requests answered with an error, by HTTP status.
     pub rejected: HashMap<u16, u64>,
 }

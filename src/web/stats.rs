@@ -44,6 +44,7 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
             "\"frames_dropped\":{{\"slow_client\":{},\"encode_error\":{}}},",
             "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},",
             "\"capture\":{},\"capture_idle_reason\":{},\"frames_skipped_silence\":{},",
+            "\"pings_sent\":{},",
             "\"reconnects\":{}}}\n"
         ),
         stats.uptime.as_secs_f64(),
@@ -78,6 +79,7 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
             _ => "null".into(),
         },
         stats.pipeline.frames_skipped_silence,
+        t.pings_sent,
         c.reconnects,
     )
 }
@@ -115,6 +117,12 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
         "counter",
         "Frames of digital silence neither encoded nor sent.",
         stats.pipeline.frames_skipped_silence.to_string(),
+    );
+    metric(
+        "pings_sent_total",
+        "counter",
+        "WebSocket pings sent to idle clients.",
+        t.pings_sent.to_string(),
     );
     metric(
         "sink_created",
@@ -256,7 +264,7 @@ mod tests {
         s.pipeline.frames_skipped_silence = 7;
         let json = render_json(&s, &config);
         assert!(
-            json.contains("\"capture\":\"idle\",\"capture_idle_reason\":\"nothing_plays\",\"frames_skipped_silence\":7,"),
+            json.contains("\"capture\":\"idle\",\"capture_idle_reason\":\"nothing_plays\",\"frames_skipped_silence\":7,\"pings_sent\":0,"),
             "{json}"
         );
         let prom = render_prometheus(&s, &config);
