@@ -188,7 +188,6 @@ impl Inner {
     /// Corks or uncorks the record stream as [`decide_run`] says.
     pub(super) fn apply_run(&mut self) {
         let run = self.decide_run();
-        self.status.run = run;
         let ready = self
             .stream
             .as_ref()
@@ -196,6 +195,20 @@ impl Inner {
         if !ready {
             return;
         }
+        self.apply(run);
+        self.show_run();
+    }
+
+    /// What /stats says: recording, or why not (the stream corked).
+    fn show_run(&mut self) {
+        self.status.run = match (self.playing.corked, self.decide_run()) {
+            (false, _) => Run::Record,
+            (true, Run::Record) => Run::Record,
+            (true, why) => why,
+        };
+    }
+
+    fn apply(&mut self, run: Run) {
         match run {
             Run::Record => {
                 if let Some(t) = self.playing.cork_timer.take() {
@@ -227,6 +240,7 @@ impl Inner {
                             inner.playing.cork_timer = None;
                             if inner.decide_run() == Run::NothingPlays && !inner.playing.corked {
                                 inner.set_corked(true);
+                                inner.show_run();
                                 debug!("nothing plays: corked the record stream");
                             }
                         })

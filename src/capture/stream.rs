@@ -240,7 +240,9 @@ impl Inner {
         if hole {
             self.emit(CaptureEvent::Discontinuity);
         }
-        if !buf.is_empty() && self.active {
+        // Corked means nothing to send: what the server still had queued at the cork is
+        // the end of a silence.
+        if !buf.is_empty() && self.active && !self.playing.corked {
             self.emit(CaptureEvent::Audio(&buf));
         }
         self.read_buf = buf;

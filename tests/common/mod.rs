@@ -18,6 +18,7 @@
 //! | `frames.rs`    | checks and figures over a run of frames (timestamps, rates, gaps)  |
 //! | `hearing.rs`   | hearing a tone on several clients over time                        |
 //! | `skip.rs`      | skipping a test with a reason, and failing instead under CI=true   |
+//! | `pipewire.rs`  | a private PipeWire session (pipewire-pulse on the harness' socket) |
 //! | `scenarios.rs` | the restart and sink-unload scenarios shared by the scenario tests |
 #![allow(dead_code)]
 
@@ -26,6 +27,7 @@ mod daemon;
 mod frames;
 mod hearing;
 mod http;
+mod pipewire;
 mod pulse;
 pub mod scenarios;
 mod skip;
@@ -36,8 +38,8 @@ mod ws;
 // Each test file uses a part of the harness; the rest of it is no defect there.
 #[allow(unused_imports)]
 pub use {
-    audio::*, daemon::*, frames::*, hearing::*, http::*, pulse::*, skip::*, stats::*, tone::*,
-    ws::*,
+    audio::*, daemon::*, frames::*, hearing::*, http::*, pipewire::*, pulse::*, skip::*, stats::*,
+    tone::*, ws::*,
 };
 
 use std::process::Command;
