@@ -51,13 +51,31 @@ impl Inner {
         })));
         let weak = self.weak.clone();
         context.set_subscribe_callback(Some(Box::new(move |facility, op, _index| {
+            // A new client may be a player about to open its stream: run now (the
+            // listing that follows corks again if nothing plays). A few round trips before
+            // its first samples, which a corked stream would miss.
+            if facility == Some(Facility::Client) {
+                if op == Some(SubOp::New) {
+                    with_inner(&weak, |inner| {
+                        if inner.link.generation == generation {
+                            inner.on_newcomer();
+                        }
+                    });
+                    defer(&weak, move |inner| {
+                        if inner.link.generation == generation {
+                            inner.refresh_inputs();
+                        }
+                    });
+                }
+                return;
+            }
             if facility == Some(Facility::SinkInput) {
                 if op == Some(SubOp::New) {
                     // At once, not deferred: see playing.rs. Dispatched by the main loop,
                     // so nothing of ours is borrowed (with_inner checks all the same).
                     with_inner(&weak, |inner| {
                         if inner.link.generation == generation {
-                            inner.on_new_sink_input();
+                            inner.on_newcomer();
                         }
                     });
                 }
@@ -123,7 +141,8 @@ impl Inner {
                     let mask = InterestMaskSet::SERVER
                         | InterestMaskSet::SINK
                         | InterestMaskSet::SOURCE
-                        | InterestMaskSet::SINK_INPUT;
+                        | InterestMaskSet::SINK_INPUT
+                        | InterestMaskSet::CLIENT;
                     ctx.subscribe(mask, |_| {});
                 }
                 self.refresh();
