@@ -42,7 +42,8 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
             "\"pcm_clients\":{},\"connections_total\":{},\"frames_encoded\":{},",
             "\"frames_sent\":{},\"bytes_sent\":{},",
             "\"frames_dropped\":{{\"slow_client\":{},\"encode_error\":{}}},",
-            "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},\"reconnects\":{}}}\n"
+            "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},\"playout\":{},",
+            "\"reconnects\":{}}}\n"
         ),
         stats.uptime.as_secs_f64(),
         json_string(c.state.name()),
@@ -68,6 +69,7 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
         stats.pipeline.encode_errors,
         t.disconnected_stalled,
         rejected,
+        super::playout::json(&t.playout, std::time::Instant::now()),
         c.reconnects,
     )
 }
@@ -166,6 +168,7 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
         config.encoder.bitrate,
         label_value(c.device.as_deref().unwrap_or(""))
     );
+    super::playout::prometheus(&t.playout, &mut s);
     s
 }
 

@@ -12,10 +12,10 @@
 // - It starts, and restarts after an underrun or a flush, at once: the first frame is preceded
 //   by just enough silence that the next frame finds the target.
 // - It reaches the target by playing slightly faster or slower (at most +1 % / -0.5 %, a
-//   resampling ratio: the pitch moves by less than a sixth of a semitone), so the fill drains or grows over a second or two instead of losing whole frames.
-//   Only a backlog (a low-water mark more than a frame and more than the target above the
-//   target over half a second: a late start, a burst after a stall) or a fill above the hard cap
-//   drops audio, back to the target at once, crossfaded.
+//   resampling ratio: the pitch moves by less than a sixth of a semitone), so the fill drains or
+//   grows over a second or so instead of losing whole frames. Only a backlog (a low-water mark
+//   more than a frame above the target over half a second: a late start, a burst after a stall)
+//   or a fill above the hard cap drops audio, back to the target at once, crossfaded.
 // - No ratchet: an underrun does not raise the target by itself; a late burst raises it through
 //   the jitter percentile, which forgets it after its window (5 s), and the fill then drains.
 //
@@ -26,7 +26,7 @@ export class LatencyPolicy {
     this.minTargetMs = 0;       // a fixed minimum asked for by the page (targetLatencyMs)
     this.maxMs = 500;           // the hard bound of the fill
     this.floorMs = 10;          // the engine's output quantum
-    this.jitterMs = 10;         // arrival jitter (p95 over the window); conservative until measured
+    this.jitterMs = 10;         // arrival jitter (p99 over the window); conservative until measured
     this.delayMs = 0;           // extra delay asked for by the user (lip sync)
     this.frameMs = 20;          // the size of the chunks pushed, as last seen
     this.underruns = 0;
@@ -90,13 +90,13 @@ export class LatencyPolicy {
     if (fillMs < this.windowMinMs) this.windowMinMs = fillMs;
     if (this.windowStartMs === null) this.windowStartMs = nowMs;
     if (nowMs - this.windowStartMs < 500) return;
-    // Drain (or grow) the error over about 2 s. Far above the target (the backlog of a late
+    // Drain (or grow) the error over about 1 s. Far above the target (the backlog of a late
     // start, or of a burst after a stall), the excess is dropped at once instead, crossfaded.
     const err = this.windowMinMs - this.workTargetMs;
-    if (err > Math.max(this.frameMs, this.workTargetMs)) this.dropMs = err - 2;
+    if (err > this.frameMs) this.dropMs = err - 2;
     let d = 0;
-    if (err > 3) d = Math.min(0.01, Math.max(0.002, err / 2000));
-    else if (err < -3) d = Math.max(-0.005, Math.min(-0.002, err / 2000));
+    if (err > 3) d = Math.min(0.01, Math.max(0.002, err / 1000));
+    else if (err < -3) d = Math.max(-0.005, Math.min(-0.002, err / 1000));
     this.speed = 1 + d;
     this.windowMinMs = Infinity;
     this.windowStartMs = nowMs;
