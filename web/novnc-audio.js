@@ -88,7 +88,7 @@ export class NovncAudio extends EventTarget {
    *        has one, else AudioBufferSourceNodes scheduled on the context timeline
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
-   * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p95
+   * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p99
    *        of how late frames came over the last 5 s); false: floor and targetLatencyMs only
    * @param {boolean} [opts.report=true]     send the playout figures to the daemon every 5 s (a
    *        small JSON text message on the stream socket; the daemon shows them in /stats)
@@ -160,7 +160,7 @@ export class NovncAudio extends EventTarget {
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
       bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
-      lateP95Ms: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
+      lateP99Ms: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
       codec: null, decoder: null, output: null, mainThreadMsPerS: null, concealedFrames: 0,
       reconnects: 0, lastError: null, gaps: 0, decodeErrors: 0,
@@ -705,7 +705,7 @@ export class NovncAudio extends EventTarget {
         this._output.configure({ jitterMs: late });
         this._sentJitterMs = late;
       }
-      st.lateP95Ms = late;
+      st.lateP99Ms = late;
     }
     if (this._output) {
       const o = this._output.stats();
@@ -762,7 +762,7 @@ export class NovncAudio extends EventTarget {
     try {
       ws.send(JSON.stringify({
         type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
-        outputMs: r(st.outputLatencyMs), jitterMs: r(st.lateP95Ms), underruns: st.underruns,
+        outputMs: r(st.outputLatencyMs), jitterMs: r(st.lateP99Ms), underruns: st.underruns,
         delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
       }));
     } catch { /* closing */ }
