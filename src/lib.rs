@@ -18,6 +18,7 @@ mod encoder;
 mod error;
 mod notify;
 mod pipeline;
+pub mod playout;
 mod server;
 pub mod stats;
 mod transport;

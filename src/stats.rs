@@ -125,6 +125,8 @@ pub struct TransportStats {
     pub pings_sent: u64,
     /// Requests answered with an error, by HTTP status.
     pub rejected: HashMap<u16, u64>,
+    /// What clients report they hear.
+    pub playout: crate::playout::PlayoutStats,
 }
 
 /// Counters of the pipeline.

@@ -353,6 +353,7 @@ impl Hub {
             }
             ConnKind::Ws(w) => {
                 self.stats.clients -= 1;
+                self.stats.playout.forget(id);
                 match w.codec {
                     Codec::Opus => self.stats.opus_clients -= 1,
                     Codec::Pcm => self.stats.pcm_clients -= 1,

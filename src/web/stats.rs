@@ -44,7 +44,7 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
             "\"frames_dropped\":{{\"slow_client\":{},\"encode_error\":{}}},",
             "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},",
             "\"capture\":{},\"capture_idle_reason\":{},\"frames_skipped_silence\":{},",
-            "\"pings_sent\":{},",
+            "\"pings_sent\":{},\"playout\":{},",
             "\"reconnects\":{}}}\n"
         ),
         stats.uptime.as_secs_f64(),
@@ -80,6 +80,7 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
         },
         stats.pipeline.frames_skipped_silence,
         t.pings_sent,
+        super::playout::json(&t.playout, std::time::Instant::now()),
         c.reconnects,
     )
 }
@@ -205,6 +206,7 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
         config.encoder.bitrate,
         label_value(c.device.as_deref().unwrap_or(""))
     );
+    super::playout::prometheus(&t.playout, &mut s);
     s
 }
 
