@@ -42,6 +42,7 @@ const MAIN_THREAD_WINDOW_S = 5;       // stats.mainThreadMsPerS is over this muc
 const OPUS_LOOKAHEAD_MS = 2.5;        // the daemon's encoder (restricted low delay)
 const REPORT_INTERVAL_MS = 5000;      // playout figures to the daemon, as a text message
 const MAX_AUDIO_DELAY_MS = 2000;
+const SILENT_REASON = 'connected; the desktop is silent';
 const BLOCKED_REASON = 'Sound is blocked by the browser: click or press a key anywhere on the page to enable it';
 
 const DECODERS = { webcodecs: WebCodecsOpusDecoder, wasm: WasmOpusDecoder, pcm: PcmDecoder };
@@ -537,7 +538,10 @@ export class NovncAudio extends EventTarget {
       if (gen !== this._gen) return;
       // The handshake is two round trips (TCP, then the HTTP upgrade): a quarter is one way.
       this._networkMs = (performance.now() - this._openStart) / 4;
-      if (this._state !== 'reconnecting') this._setState('connecting', 'connected, waiting for audio');
+      // The daemon sends nothing while the desktop is silent, so an open socket already is
+      // the working state: say so rather than "connecting" until someone plays a sound.
+      this._attempt = 0;
+      this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : SILENT_REASON);
     };
     ws.onmessage = (e) => {
       if (gen !== this._gen || typeof e.data === 'string') return;  // the stream is binary only
@@ -605,6 +609,15 @@ export class NovncAudio extends EventTarget {
     const dv = new DataView(buf);
     const ts = dv.getUint32(0) * 4294967296 + dv.getUint32(4);
     const codec = dv.getUint8(8);
+    if (codec !== CODEC_PCM && codec !== CODEC_OPUS) {
+      // Not our wire format: most likely the URL reaches websockify or another WebSocket server
+      // (its first bytes are "RFB 003.008"). Say so instead of playing nothing in silence.
+      if (!this._gotFrame) {
+        this._fail(`${this.url} is not a novnc-audio stream (codec byte 0x${codec.toString(16).padStart(2, '0')}); ` +
+          "check the audio URL (data-audio-url, or the daemon's port, 6090 by default)");
+      }
+      return;
+    }
     st.frames++;
 
     // Interarrival jitter (RFC 3550 style), the frame duration (the smallest step seen) and holes.

@@ -775,6 +775,36 @@ test("codec 'opus' where nothing can decode it is an error with a clear reason",
   await page.close();
 });
 
+test('a URL that reaches websockify (not our wire format) is an error that says so', async () => {
+  // A bare WebSocket server that greets like websockify relaying a VNC server: "RFB 003.008\n".
+  const { createHash } = await import('node:crypto');
+  const server = net.createServer((sock) => {
+    sock.once('data', (head) => {
+      const key = /Sec-WebSocket-Key: *(\S+)/i.exec(head.toString())[1];
+      const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+      const proto = /Sec-WebSocket-Protocol: *([^,\r\n]+)/i.exec(head.toString());
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Accept: ${accept}\r\n${proto ? `Sec-WebSocket-Protocol: ${proto[1].trim()}\r\n` : ''}\r\n`);
+      const rfb = Buffer.from('RFB 003.008\n');
+      sock.write(Buffer.concat([Buffer.from([0x82, rfb.length]), rfb]));
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const wsUrl = `ws://127.0.0.1:${server.address().port}/websockify`;
+  const page = await browser.newPage();
+  try {
+    await page.goto(listenUrl('?autostart=0', { plain: true, wsUrl }));
+    await page.click('#play');
+    await waitFor(page, () => window.novncAudio.state === 'error', null, 5000, 'state error');
+    const s = await audioState(page);
+    assert.match(s.reason, /not a novnc-audio stream \(codec byte 0x30\)/);
+  } finally {
+    await page.close();
+    server.close();
+  }
+});
+
 test('a lost frame is concealed by the decoder (WebAssembly Opus, plain http)', async (t) => {
   const mock = await startMockServer({ freq: TONE_HZ });
   if (mock.codec !== 'opus') {
