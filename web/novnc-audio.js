@@ -42,6 +42,7 @@ const MAIN_THREAD_WINDOW_S = 5;       // stats.mainThreadMsPerS is over this muc
 const OPUS_LOOKAHEAD_MS = 2.5;        // the daemon's encoder (restricted low delay)
 const REPORT_INTERVAL_MS = 5000;      // playout figures to the daemon, as a text message
 const MAX_AUDIO_DELAY_MS = 2000;
+const BLIND_FLOOR_MS = 40;      // the buffer's floor where the engine hides its output path
 const SILENT_REASON = 'connected; the desktop is silent';
 const BLOCKED_REASON = 'Sound is blocked by the browser: click or press a key anywhere on the page to enable it';
 
@@ -703,6 +704,22 @@ export class NovncAudio extends EventTarget {
     }
   }
 
+  /**
+   * An engine that tells nothing of its output path (no outputLatency, no usable
+   * getOutputTimestamp: WebKitGTK) also pulls audio in bursts its base latency does not show:
+   * measured there, a quantum-sized floor gave 12-21 underruns a minute. After a second of such
+   * readings the buffer keeps BLIND_FLOOR_MS instead.
+   */
+  _blindOutput(source) {
+    const blind = source === 'none' || source === 'baseLatency only';
+    if (!this._output || this._ctx.state !== 'running' || this._output.floorMs >= BLIND_FLOOR_MS) return;
+    this._blindTicks = blind ? (this._blindTicks || 0) + 1 : 0;
+    if (this._blindTicks < 4 || this._output.blindFloor) return;
+    this._output.blindFloor = true;
+    this._output.configure({ floorMs: BLIND_FLOOR_MS });
+    this._stats.floorMs = BLIND_FLOOR_MS;
+  }
+
   _startStatsTimer() {
     this._stopStatsTimer();
     this._statsTimer = setInterval(() => this._updateStats(), STATS_INTERVAL_MS);
@@ -738,6 +755,7 @@ export class NovncAudio extends EventTarget {
     const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
     st.outputLatencyMs = out.ms;
     st.outputLatencySource = out.source;
+    this._blindOutput(out.source);
     st.frameMs = this._frameMs;
     st.networkMs = this._networkMs;
     st.audioDelayMs = this._audioDelayMs;
