@@ -7,7 +7,11 @@ then measures, each over one window of --seconds (30; --smoke: 3):
   ffmpeg; novnc-audio with 0, 1, 100 and 1000 clients (bench/target/release/loadgen);
   click latency through novnc-audio at several frame sizes / Opus applications next to a
   bare libpulse recorder (bench/target/release/latency); time to first frame while sound
-  plays and after a minute of silence; startup to accepting TCP (median of 10).
+  plays and after a minute of silence; startup to accepting TCP (median of 10);
+  the cost of listening (issue 11): nothing playing and a stream of digital silence,
+  with 0, 1 and 100 clients in paired rounds (CPU, bytes/s per client), and a 100 ms
+  burst by a fresh player after silence (time to the first sound at a client, how much
+  of it arrives; bench/target/release/burst).
 CPU is % of one core: utime+stime deltas of /proc/PID/stat over the window / wall time
 (also the median of 1 s samples taken from /proc/PID/task/*/schedstat, ns resolution).
 Writes target/bench/report.json and docs/PERFORMANCE.md and prints the Markdown.
@@ -39,6 +43,7 @@ DAEMON = ROOT / "target" / "release" / "novnc-audio"
 LOADGEN = ROOT / "bench" / "target" / "release" / "loadgen"
 LATENCY = ROOT / "bench" / "target" / "release" / "latency"
 FANOUT = ROOT / "bench" / "target" / "release" / "fanout"
+BURST = ROOT / "bench" / "target" / "release" / "burst"
 FLOOR = OUT / "floor"
 VENV_PY = OUT / "venv" / "bin" / "python"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -251,6 +256,12 @@ def combine(windows):
     return out
 
 # ----------------------------------------------------------------------------- the bench
+
+
+def pct(v, q):
+    """Nearest-rank percentile, as bench/src/lib.rs computes it."""
+    s = sorted(v)
+    return s[min(len(s), max(1, math.ceil(q / 100 * len(s)))) - 1]
 
 
 class Bench:
@@ -552,28 +563,188 @@ class Bench:
         return {"startup_ms": times, "median_ms": statistics.median(times)}
 
     def m_silence(self):
-        """Stop the tone; while the silence lasts, measure startup; then first frame."""
+        """Stop the tone; while the silence lasts, measure startup; then a client connects
+        and a fresh player starts: player start -> first sound at the client. (Nothing is
+        sent while nothing plays, so the first frame waits for the player.)"""
         quiet = 3.0 if self.a.smoke else 60.0
         self.stop_tone()
         t0 = time.monotonic()
         port = free_port()
         d = self.daemon("novnc-audio-silent", port)
         out = {"silence_s": quiet}
+        probe = None
         try:
             self.measure("startup", self.m_startup)
             left = quiet - (time.monotonic() - t0)
             if left > 0:
                 time.sleep(left)
             out["silence_s"] = time.monotonic() - t0
-            lg, lr = self.loadgen("loadgen-ttff-silent", port, 1, 0.5, 0)
-            res = json.loads(lr.wait_for("RESULT", 30))
-            self.procs.stop(lg)
-            if res["first_frame_ms"]["min"] is None:
-                raise RuntimeError(f"no frame received: {res.get('errors')}")
-            out["first_frame_ms"] = res["first_frame_ms"]["min"]
+            probe = self.procs.start("burst-silent", [BURST, "--mode", "ws", "--port", port],
+                                     self.env, stdout=subprocess.PIPE, stdin=subprocess.PIPE)
+            lr = LineReader(probe)
+            lr.wait_for("READY", 20)
+            time.sleep(0.5)
+            first = self.play_burst(lr)
+            if first is None:
+                raise RuntimeError(f"no sound received: {log_tail('burst-silent')}")
+            out["first_frame_ms"] = first["latency_ms"]
+            out["arrived_ms"] = first["active_ms"]
         finally:
+            if probe is not None:
+                try:
+                    probe.stdin.close()
+                except OSError:
+                    pass
+                self.procs.stop(probe)
             self.procs.stop(d)
             self.start_tone()
+        return out
+
+    # -- the cost of listening (issue 11): nothing plays, or a stream writes digital zeros
+    def clients_window(self, d, port, n, T, name):
+        """`n` loadgen clients on daemon `d`, measured over their counting window."""
+        lg, lr = self.loadgen(f"loadgen-{name}-{n}", port, n, T, self.warm)
+        ready = json.loads(lr.wait_for("READY", 120))
+        w = window({"novnc-audio": d.pid, "pulseaudio": self.pa.pid, "loadgen": lg.pid},
+                   T - 0.1)
+        res = json.loads(lr.wait_for("RESULT", T + 30))
+        self.procs.stop(lg)
+        opened = max(res.get("opened") or 0, 1)
+        wall = res.get("window_s") or T
+        res["wire_bytes_per_s_per_client"] = res.get("wire_bytes", 0) / wall / opened
+        res["audio_bytes_per_s_per_client"] = res.get("bytes", 0) / wall / opened
+        res["frames_per_s_per_client"] = res.get("frames", 0) / wall / opened
+        res["pings_per_s_per_client"] = res.get("pings", 0) / wall / opened
+        w["clients"] = res
+        w["ready"] = ready
+        return w
+
+    def m_listening(self, what, counts=(1, 100), rounds=3, extra=()):
+        """One daemon; per round a window with no client, then one per count of clients,
+        each T/rounds long, so each count is paired with a no-client window of the same
+        round. `what`: "nothing" (no stream on the sink) or "zeros" (pacat playing
+        /dev/zero, i.e. an application holding a stream open and writing silence)."""
+        self.stop_tone()
+        player = None
+        try:
+            if what == "zeros":
+                player = self.procs.start("zeros", [
+                    "pacat", "--raw", "--format=s16le", "--rate=48000", "--channels=2",
+                    "-d", SINK, "--client-name=bench-zeros"], self.env,
+                    stdin=open("/dev/zero", "rb"))
+            port = free_port()
+            d = self.daemon(f"novnc-audio-{what}", port, extra)
+            time.sleep(self.warm)
+            T = self.T / rounds
+            got = {0: [], **{n: [] for n in counts}}
+            for i in range(rounds):
+                if player is not None and player.poll() is not None:
+                    raise RuntimeError(f"the zeros player exited: {log_tail('zeros')}")
+                got[0].append(window({"novnc-audio": d.pid, "pulseaudio": self.pa.pid}, T))
+                for n in counts:
+                    got[n].append(self.clients_window(d, port, n, T, what))
+                    time.sleep(0.5)
+            self.procs.stop(d)
+        finally:
+            if player is not None:
+                self.procs.stop(player)
+            self.start_tone()
+        out = {}
+        for n, ws in got.items():
+            procs = [{k: v for k, v in w.items() if isinstance(v, dict) and "samples_1s" in v}
+                     for w in ws]
+            o = combine(procs)
+            if n:
+                cl = [w["clients"] for w in ws]
+                keys = ("wire_bytes_per_s_per_client", "audio_bytes_per_s_per_client",
+                        "frames_per_s_per_client", "pings_per_s_per_client")
+                o["clients"] = {k: statistics.mean(c[k] for c in cl) for k in keys}
+                o["clients"].update(opened=min(c["opened"] for c in cl), rounds=cl)
+                for who in ("pulseaudio", "novnc-audio"):
+                    o[f"{who}_extra_pp_per_round"] = [
+                        b[who]["cpu_pct_sched"] - a[who]["cpu_pct_sched"]
+                        for a, b in zip(got[0], ws)]
+            out[f"clients_{n}"] = o
+        return out
+
+    def play_burst(self, lr, out=None):
+        """A fresh pacat plays 100 ms of a 1 kHz sine at half scale into the sink; returns
+        what the burst detector behind `lr` reported (None if nothing within 2 s)."""
+        raw = self.tmp / "burst.raw"
+        if not raw.exists():
+            raw.write_bytes(b"".join(struct.pack("<hh", v, v) for v in (
+                int(0.5 * 32767 * math.sin(2 * math.pi * 1000 * i / 48000))
+                for i in range(4800))))
+        t0 = time.monotonic_ns()
+        with open(raw, "rb") as src:
+            player = self.procs.start("burst-player", [
+                "pacat", "--raw", "--format=s16le", "--rate=48000", "--channels=2",
+                "-d", SINK, "--client-name=bench-burst"], self.env, stdin=src)
+            try:
+                player.wait(10)
+            finally:
+                self.procs.stop(player)
+        if out is not None:
+            out["player_s"].append((time.monotonic_ns() - t0) / 1e9)
+        end = time.monotonic() + 2.0
+        while True:
+            try:
+                b = json.loads(lr.wait_for("BURST", max(0.01, end - time.monotonic())))
+            except TimeoutError:
+                return None
+            if b["first_ns"] < t0:
+                if out is not None:
+                    out["spurious"] += 1
+                continue
+            b["latency_ms"] = (b["first_ns"] - t0) / 1e6
+            return b
+
+    def m_burst(self, mode, bursts=20):
+        """A fresh player process per burst (pacat, default buffering, 100 ms of a 1 kHz
+        sine at half scale) after 0.8-1.3 s of silence; the detector (a WebSocket client
+        of a fresh daemon, or a bare libpulse recorder) reports when the burst's first
+        sound arrived and how many ms of it."""
+        self.stop_tone()
+        probe = d = None
+        rng = __import__("random").Random(11)
+        out = {"bursts": bursts, "latency_ms": [], "active_ms": [], "span_ms": [],
+               "player_s": [], "undetected": 0, "spurious": 0}
+        try:
+            if mode == "ws":
+                port = free_port()
+                d = self.daemon("novnc-audio-burst", port)
+                cmd = [BURST, "--mode", "ws", "--port", port]
+            else:
+                cmd = [BURST, "--mode", "bare", "--source", MONITOR]
+            probe = self.procs.start(f"burst-{mode}", cmd, self.env, stdout=subprocess.PIPE,
+                                     stdin=subprocess.PIPE)
+            lr = LineReader(probe)
+            lr.wait_for("READY", 20)
+            time.sleep(1.5)
+            for i in range(bursts):
+                time.sleep(rng.uniform(0.8, 1.3))
+                b = self.play_burst(lr, out)
+                if b is None:
+                    out["undetected"] += 1
+                    continue
+                out["latency_ms"].append(b["latency_ms"])
+                out["active_ms"].append(b["active_ms"])
+                out["span_ms"].append(b["span_ms"])
+        finally:
+            if probe is not None:
+                try:
+                    probe.stdin.close()
+                except OSError:
+                    pass
+                self.procs.stop(probe)
+            if d is not None:
+                self.procs.stop(d)
+            self.start_tone()
+        lat, act = out["latency_ms"], out["active_ms"]
+        if not lat:
+            raise RuntimeError(f"no burst detected: {log_tail('burst-' + mode)}")
+        out.update(median_ms=statistics.median(lat), p99_ms=pct(lat, 99), max_ms=max(lat),
+                   active_min_ms=min(act), active_median_ms=statistics.median(act))
         return out
 
     def interleaved(self, subjects, rounds=3):
@@ -619,23 +790,40 @@ class Bench:
             self.start_pulse()
             self.start_tone()
             time.sleep(self.warm)
-            self.measure("daemon_idle", self.m_idle_ab)
-            self.interleaved({
-                "floor_lowdelay": lambda T: self.m_floor("lowdelay", T),
-                "daemon_1": lambda T: self.m_daemon_clients(1, T),
-                "pcmflux": self.m_pcmflux,
-                "ffmpeg": self.m_ffmpeg,
-                "floor_audio": lambda T: self.m_floor("audio", T),
-            })
-            for n in (100, 1000):
-                self.measure(f"daemon_{n}", lambda n=n: self.m_daemon_clients(n))
-            for n in (100, 1000):
-                self.measure(f"fanout_{n}", lambda n=n: self.m_fanout(n))
-            self.measure("latency_bare", lambda: self.m_latency(None, None))
-            for fm, app in ((20, "lowdelay"), (10, "lowdelay"), (20, "audio"), (10, "audio")):
-                self.measure(f"latency_{fm}_{app}", lambda fm=fm, app=app: self.m_latency(fm, app))
-            self.measure("first_frame_playing", self.m_first_frame_playing)
-            self.measure("first_frame_silent", self.m_silence)
+            only = set(self.a.only.split(",")) if self.a.only else None
+
+            def want(group):
+                return only is None or group in only
+            if want("idle"):
+                self.measure("daemon_idle", self.m_idle_ab)
+            if want("floor"):
+                self.interleaved({
+                    "floor_lowdelay": lambda T: self.m_floor("lowdelay", T),
+                    "daemon_1": lambda T: self.m_daemon_clients(1, T),
+                    "pcmflux": self.m_pcmflux,
+                    "ffmpeg": self.m_ffmpeg,
+                    "floor_audio": lambda T: self.m_floor("audio", T),
+                })
+            if want("clients"):
+                for n in (100, 1000):
+                    self.measure(f"daemon_{n}", lambda n=n: self.m_daemon_clients(n))
+                for n in (100, 1000):
+                    self.measure(f"fanout_{n}", lambda n=n: self.m_fanout(n))
+            if want("listening"):
+                self.measure("listen_nothing", lambda: self.m_listening("nothing"))
+                self.measure("listen_zeros", lambda: self.m_listening("zeros"))
+                n = 5 if self.a.smoke else 20
+                self.measure("burst_bare", lambda: self.m_burst("bare", n))
+                self.measure("burst_daemon", lambda: self.m_burst("ws", n))
+            if want("latency"):
+                self.measure("latency_bare", lambda: self.m_latency(None, None))
+                for fm, app in ((20, "lowdelay"), (10, "lowdelay"), (20, "audio"),
+                                (10, "audio")):
+                    self.measure(f"latency_{fm}_{app}",
+                                 lambda fm=fm, app=app: self.m_latency(fm, app))
+            if want("first-frame"):
+                self.measure("first_frame_playing", self.m_first_frame_playing)
+                self.measure("first_frame_silent", self.m_silence)
         finally:
             self.stop_tone()
             self.procs.stop_all()
@@ -776,10 +964,59 @@ def analyse(r, smoke):
                              f"{f(None if beyond is None else beyond - LOOKAHEAD_MS[app], 2)} ms "
                              f"beyond frame + {LOOKAHEAD_MS[app]} ms Opus lookahead)",
                              both(beyond) and beyond <= 2.0))
+    # Issue 11: the cost of listening.
+    fan1000_c = fan1000
+    big_s = get(r, k, "novnc-audio", "cpu_pct")
+    targets += [
+        t("1 client while sound plays <= 1.10 x floor (issue 11; schedstat, interleaved)",
+          f"{f(ratio(one_s, floor_s), 3)} x", both(one_s, floor_s) and one_s <= 1.10 * floor_s),
+        t("1000 clients <= 1.10 x (floor + transport floor) (issue 11)",
+          f"{f(ratio(big_s, None if floor is None or fan1000_c is None else floor + fan1000_c), 3)} x",
+          both(big_s, floor, fan1000_c) and big_s <= 1.10 * (floor + fan1000_c)),
+    ]
+    for what, label, cpu_max in (("nothing", "nothing plays", 0.05),
+                                 ("zeros", "a stream writes digital silence", 0.3)):
+        for n in (1, 100):
+            key = f"listen_{what}"
+            c = get(r, key, f"clients_{n}", "novnc-audio", "cpu_pct_sched")
+            c0 = get(r, key, "clients_0", "novnc-audio", "cpu_pct_sched")
+            bps = get(r, key, f"clients_{n}", "clients", "wire_bytes_per_s_per_client")
+            targets.append(t(f"{label}, {n} client(s): daemon CPU <= {cpu_max} % of a core",
+                             f"{f(c, 4, ' %')} (no client: {f(c0, 4, ' %')})",
+                             both(c) and c <= cpu_max))
+            targets.append(t(f"{label}, {n} client(s): <= 100 B/s per client (on the wire)",
+                             f(bps, 1, " B/s"), both(bps) and bps <= 100))
+            if what == "nothing":
+                pr = get(r, key, f"clients_{n}", "pulseaudio_extra_pp_per_round")
+                pe = statistics.median(pr) if pr else None
+                pa_n = get(r, key, f"clients_{n}", "pulseaudio", "cpu_pct_sched")
+                pa_0 = get(r, key, "clients_0", "pulseaudio", "cpu_pct_sched")
+                targets.append(t(
+                    f"{label}, {n} client(s): no extra PulseAudio CPU vs. no client (median "
+                    "of paired rounds <= +0.05 pp, schedstat)",
+                    f"{f(pa_n, 3)} % vs {f(pa_0, 3)} %, paired median {f(pe, 3, ' pp')} "
+                    f"(rounds: {', '.join(f(x, 2) for x in pr or [])})",
+                    both(pe) and pe <= 0.05))
+    bd = get(r, "burst_daemon")
+    bb = get(r, "burst_bare")
+    targets += [
+        t("sound after silence: first sound at a client <= 50 ms after the player starts "
+          "(median of 20 fresh players; p99 reported)",
+          f"median {f(get(bd, 'median_ms'), 1, ' ms')}, p99 {f(get(bd, 'p99_ms'), 1, ' ms')} "
+          f"(bare recorder: median {f(get(bb, 'median_ms'), 1, ' ms')}, "
+          f"p99 {f(get(bb, 'p99_ms'), 1, ' ms')})",
+          both(get(bd, "median_ms")) and bd["median_ms"] <= 50),
+        t("sound after silence: a 100 ms burst arrives as >= 95 ms (every burst)",
+          f"min {f(get(bd, 'active_min_ms'), 0, ' ms')}, median "
+          f"{f(get(bd, 'active_median_ms'), 0, ' ms')}, {get(bd, 'undetected')} undetected "
+          f"(bare recorder: min {f(get(bb, 'active_min_ms'), 0, ' ms')})",
+          both(get(bd, "active_min_ms")) and bd["active_min_ms"] >= 95
+          and bd["undetected"] == 0),
+    ]
     targets += [
         t("first frame <= 100 ms (sound playing)", f(ttff_play, 1, " ms"),
           both(ttff_play) and ttff_play <= 100),
-        t("first frame <= 100 ms (after a minute of silence)"
+        t("first sound <= 100 ms after a player starts (after a minute of silence)"
           + (" [smoke: 3 s]" if smoke else ""), f(ttff_quiet, 1, " ms"),
           both(ttff_quiet) and ttff_quiet <= 100),
         t("startup to accepting TCP <= 50 ms (median of 10)", f(startup, 1, " ms"),
@@ -910,6 +1147,59 @@ def markdown(report):
                  f"{f(row_['p99_beyond_frame_and_lookahead_ms'])} | "
                  f"{f(get(r, key, 'novnc-audio', 'cpu_pct'), 3)} |")
     L.append("")
+    L.append("## The cost of listening\n")
+    L.append("Nothing plays (no stream on the sink), or an application holds a stream open "
+             "and writes digital silence (`pacat` fed from /dev/zero). One daemon per "
+             "state; 3 rounds, each a window with no client then one with 1 and one with "
+             "100 clients (bench/target/release/loadgen), each a third of the window, so "
+             "each count is paired with the no-client window of its round. CPU from "
+             "schedstat (ns); bytes are everything the client read (frames, WebSocket "
+             "headers, pings).\n")
+    L.append("| state | clients | daemon CPU % | PulseAudio CPU % | PulseAudio extra vs. "
+             "no client, paired median pp | daemon extra pp | bytes/s per client | "
+             "frames/s per client | pings/s per client |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for what, label in (("nothing", "nothing plays"), ("zeros", "stream of digital silence")):
+        key = f"listen_{what}"
+        if key not in r:
+            L.append(f"| {label} | - | n/a ({report['errors'].get(key, 'not measured')[:120]}) "
+                     "|  |  |  |  |  |  |")
+            continue
+        for n in (0, 1, 100):
+            o = r[key].get(f"clients_{n}") or {}
+            pe = o.get("pulseaudio_extra_pp_per_round")
+            de = o.get("novnc-audio_extra_pp_per_round")
+            cl = o.get("clients") or {}
+            L.append(f"| {label} | {cl.get('opened', n) if n else 0} | "
+                     f"{f(get(o, 'novnc-audio', 'cpu_pct_sched'), 4)} | "
+                     f"{f(get(o, 'pulseaudio', 'cpu_pct_sched'), 3)} | "
+                     f"{f(statistics.median(pe), 3) if pe else '-'} | "
+                     f"{f(statistics.median(de), 4) if de else '-'} | "
+                     f"{f(cl.get('wire_bytes_per_s_per_client'), 1) if n else '-'} | "
+                     f"{f(cl.get('frames_per_s_per_client'), 1) if n else '-'} | "
+                     f"{f(cl.get('pings_per_s_per_client'), 3) if n else '-'} |")
+    L.append("")
+    L.append("Sound after silence: 20 times, after 0.8-1.3 s of silence, a fresh `pacat` "
+             "(default buffering) plays 100 ms of a 1 kHz sine at half scale. The detector "
+             "(bench/src/bin/burst.rs) is a WebSocket client of the daemon (Opus decoded) or, "
+             "as a reference, a bare libpulse recorder on the monitor with 1 ms fragments. "
+             "\"First sound\" is from just before the player's fork/exec to the arrival of "
+             "the audio holding the first 1 ms block above a tenth of the burst's RMS; "
+             "\"arrived\" counts such 1 ms blocks.\n")
+    L.append("| detector | bursts | detected | first sound median ms | p99 ms | max ms | "
+             "arrived min ms | arrived median ms | player run median s |")
+    L.append("|---|---|---|---|---|---|---|---|---|")
+    for key, label in (("burst_bare", "bare libpulse recorder"), ("burst_daemon", "novnc-audio")):
+        b = r.get(key)
+        if not b:
+            L.append(f"| {label} | n/a ({report['errors'].get(key, 'not measured')[:120]}) "
+                     "|  |  |  |  |  |  |  |")
+            continue
+        L.append(f"| {label} | {b['bursts']} | {len(b['latency_ms'])} | {f(b['median_ms'], 1)} | "
+                 f"{f(b['p99_ms'], 1)} | {f(b['max_ms'], 1)} | {f(b['active_min_ms'], 0)} | "
+                 f"{f(b['active_median_ms'], 0)} | "
+                 f"{f(statistics.median(b['player_s']), 2)} |")
+    L.append("")
     L.append("## First frame and startup\n")
     L.append("| what | result |")
     L.append("|---|---|")
@@ -918,8 +1208,9 @@ def markdown(report):
              f"median of 5) | {f(get(ffp, 'median_ms'), 1, ' ms')} "
              f"({', '.join(f(x, 1) for x in (get(ffp, 'first_frame_ms') or []))}) |")
     ffs = get(r, "first_frame_silent")
-    L.append(f"| first frame after {f(get(ffs, 'silence_s'), 0)} s with nothing playing | "
-             f"{f(get(ffs, 'first_frame_ms'), 1, ' ms')} |")
+    L.append(f"| first sound after {f(get(ffs, 'silence_s'), 0)} s with nothing playing "
+             "(a client connects, then a fresh pacat plays a burst: player start -> first "
+             f"sound at the client) | {f(get(ffs, 'first_frame_ms'), 1, ' ms')} |")
     fl = get(r, "floor_lowdelay", "floor", "first_frame_ms")
     L.append(f"| floor.c: process start -> first encoded frame (reference) | {f(fl, 1, ' ms')} |")
     st = get(r, "startup")
@@ -989,6 +1280,10 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--smoke", action="store_true", help="3 s windows, assert numbers only")
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
+    ap.add_argument("--only", default="",
+                    help="comma-separated groups to run (idle, floor, clients, listening, "
+                         "latency, first-frame); writes target/bench/report-only.json and "
+                         "leaves docs/PERFORMANCE.md alone")
     ap.add_argument("--render", action="store_true",
                     help="only re-write docs/PERFORMANCE.md from target/bench/report.json")
     args = ap.parse_args()
@@ -1014,10 +1309,14 @@ def main():
     report["analysis"] = analyse(b.results, args.smoke)
     OUT.mkdir(parents=True, exist_ok=True)
     # The smoke run keeps its numbers apart so the last full report.json survives it.
-    name = "report-smoke.json" if args.smoke else "report.json"
+    name = ("report-only.json" if args.only else
+            "report-smoke.json" if args.smoke else "report.json")
     (OUT / name).write_text(json.dumps(report, indent=2))
     md = markdown(report)
     print(md)
+    if args.only:
+        (OUT / "PERFORMANCE.only.md").write_text(md + "\n")
+        return 0
     if args.smoke:
         # The smoke run only checks that every measurement produced its numbers; it does not
         # overwrite the committed full report.
@@ -1035,7 +1334,8 @@ def main():
 EXPECTED = ["pulse_alone", "floor_lowdelay", "floor_audio", "pcmflux", "ffmpeg", "daemon_idle",
             "daemon_1", "daemon_100", "daemon_1000", "fanout_100", "fanout_1000", "latency_bare", "latency_20_lowdelay",
             "latency_10_lowdelay", "latency_20_audio", "latency_10_audio",
-            "first_frame_playing", "first_frame_silent", "startup"]
+            "first_frame_playing", "first_frame_silent", "startup",
+            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -19,6 +19,7 @@ mod error;
 mod mic;
 mod notify;
 mod pipeline;
+pub mod playout;
 mod server;
 pub mod stats;
 mod transport;

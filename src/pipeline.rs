@@ -84,6 +84,10 @@ impl Clock {
     }
 }
 
+/// Frames of exact digital silence sent after sound before the rest are skipped: one, so
+/// the decoder plays out the encoder's lookahead (the last 2.5-6.5 ms of the sound).
+const SILENT_FRAMES_SENT: u32 = 1;
+
 pub struct Pipeline {
     frame_bytes: usize,
     bytes_per_sample: usize,
@@ -93,11 +97,16 @@ pub struct Pipeline {
     opus: Option<OpusEncoder>,
     pcm: PcmEncoder,
     builder: FrameBuilder,
+    /// Skip frames of digital silence (off with --send-silence).
+    skip_silence: bool,
+    /// Silent frames in a row, counted across discontinuities: the silence before a cork
+    /// and the silence after it are one silence.
+    silent_run: u32,
     pub stats: PipelineStats,
 }
 
 impl Pipeline {
-    pub fn new(format: StreamFormat, opus: Option<OpusEncoder>) -> Pipeline {
+    pub fn new(format: StreamFormat, opus: Option<OpusEncoder>, skip_silence: bool) -> Pipeline {
         Pipeline {
             frame_bytes: format.frame_bytes(),
             bytes_per_sample: format.bytes_per_sample_frame(),
@@ -107,6 +116,9 @@ impl Pipeline {
             opus,
             pcm: PcmEncoder,
             builder: FrameBuilder::default(),
+            skip_silence,
+            // Silence from the start is not sent either.
+            silent_run: SILENT_FRAMES_SENT,
             stats: PipelineStats::default(),
         }
     }
@@ -153,6 +165,21 @@ impl Pipeline {
 
     fn emit(&mut self, pcm: &[u8], sink: &mut dyn FrameSink) {
         let ts_ms = self.clock.stamp(self.frame_samples) / 1000;
+        if self.skip_silence {
+            if pcm.iter().all(|&b| b == 0) {
+                self.silent_run = self.silent_run.saturating_add(1);
+            } else {
+                self.silent_run = 0;
+            }
+            // A skipped frame is not fed to the encoder either: the client's decoder, which
+            // does not see it, stays in step with the encoder, so the next frame decodes
+            // cleanly. Its timestamp is used up: the next frame's jumps.
+            self.stats.skipping_silence = self.silent_run > SILENT_FRAMES_SENT;
+            if self.stats.skipping_silence {
+                self.stats.frames_skipped_silence += 1;
+                return;
+            }
+        }
         for codec in [Codec::Opus, Codec::Pcm] {
             if !sink.wants(codec) {
                 continue;
@@ -221,7 +248,7 @@ mod tests {
 
     #[test]
     fn fixed_frames_from_odd_chunks_with_exact_steps() {
-        let mut p = Pipeline::new(format(2, 20000), None);
+        let mut p = Pipeline::new(format(2, 20000), None, false);
         let mut sink = Collect::default();
         let mut now = 1_000_000;
         // 7 ms chunks: frames straddle chunk boundaries.
@@ -241,7 +268,7 @@ mod tests {
 
     #[test]
     fn gaps_jump_forward_and_time_never_goes_back() {
-        let mut p = Pipeline::new(format(1, 10000), None);
+        let mut p = Pipeline::new(format(1, 10000), None, false);
         let mut sink = Collect::default();
         p.push(&[0u8; 960 * 2], 100_000, &mut sink); // 20 ms at t=100 ms -> 2 frames
         assert_eq!(sink.frames[0].0, 80);
@@ -262,7 +289,7 @@ mod tests {
 
     #[test]
     fn a_late_main_loop_does_not_move_the_timeline() {
-        let mut p = Pipeline::new(format(1, 10000), None);
+        let mut p = Pipeline::new(format(1, 10000), None, false);
         let mut sink = Collect::default();
         p.push(&[0u8; 960], 10_000, &mut sink); // 10 ms at t=10 ms
                                                 // The loop was busy for half a second; the audio of that time arrives at once.
@@ -281,7 +308,7 @@ mod tests {
             application: crate::audio::OpusApplication::LowDelay,
         };
         let enc = OpusEncoder::new(format(2, 20000), &cfg).unwrap();
-        let mut p = Pipeline::new(format(2, 20000), Some(enc));
+        let mut p = Pipeline::new(format(2, 20000), Some(enc), false);
         let mut sink = Collect::default();
         p.push(&vec![0u8; 3840], 20_000, &mut sink);
         assert_eq!(p.stats.frames_encoded, 0);
@@ -289,5 +316,170 @@ mod tests {
         p.push(&vec![0u8; 3840], 40_000, &mut sink);
         assert_eq!(p.stats.frames_encoded, 1);
         assert_eq!(sink.frames.iter().filter(|f| f.1 == 0x01).count(), 1);
+    }
+}
+
+#[cfg(test)]
+mod silence_tests {
+    use super::*;
+
+    fn format() -> StreamFormat {
+        StreamFormat {
+            rate: 48000,
+            channels: 2,
+            frame_us: 20000,
+        }
+    }
+
+    fn opus_pipeline(skip: bool) -> Pipeline {
+        let cfg = crate::config::EncoderConfig {
+            codec: Codec::Opus,
+            bitrate: 64000,
+            frame_us: 20000,
+            application: crate::audio::OpusApplication::LowDelay,
+        };
+        let enc = OpusEncoder::new(format(), &cfg).unwrap();
+        Pipeline::new(format(), Some(enc), skip)
+    }
+
+    /// Timestamps of the PCM frames sent.
+    #[derive(Default)]
+    struct Stamps(Vec<u64>);
+
+    impl FrameSink for Stamps {
+        fn wants(&self, _codec: Codec) -> bool {
+            true
+        }
+        fn send(&mut self, codec: Codec, frame: &Rc<WireFrame>) {
+            if codec == Codec::Pcm {
+                let b = frame.bytes();
+                let hdr = if b[1] == 126 { 4 } else { 2 };
+                self.0
+                    .push(u64::from_be_bytes(b[hdr..hdr + 8].try_into().unwrap()));
+            }
+        }
+    }
+
+    /// `frames` frames of a 440 Hz tone, s16le stereo.
+    fn tone(frames: usize) -> Vec<u8> {
+        (0..960 * frames)
+            .flat_map(|i| {
+                let v =
+                    ((i as f32 * 440.0 * std::f32::consts::TAU / 48000.0).sin() * 12000.0) as i16;
+                [v, v]
+            })
+            .flat_map(|s| s.to_le_bytes())
+            .collect()
+    }
+
+    const SILENCE: [u8; 3840] = [0; 3840];
+
+    #[test]
+    fn silence_after_sound_sends_one_frame_then_nothing_and_time_jumps() {
+        let mut p = opus_pipeline(true);
+        let mut sink = Stamps::default();
+        let mut now = 0;
+        let mut push = |p: &mut Pipeline, pcm: &[u8], sink: &mut Stamps| {
+            now += 20_000;
+            p.push(pcm, now, sink);
+        };
+        for _ in 0..5 {
+            push(&mut p, &SILENCE, &mut sink);
+        }
+        assert!(sink.0.is_empty(), "silence from the start is not sent");
+        assert_eq!(p.stats.frames_skipped_silence, 5);
+        assert!(p.stats.skipping_silence);
+        push(&mut p, &tone(1), &mut sink);
+        for _ in 0..10 {
+            push(&mut p, &SILENCE, &mut sink);
+        }
+        // A discontinuity (a cork) inside the silence does not make it a new silence.
+        p.discontinuity();
+        push(&mut p, &SILENCE, &mut sink);
+        push(&mut p, &tone(1), &mut sink);
+        assert_eq!(
+            sink.0.len(),
+            3,
+            "sound, one silent frame, sound: {:?}",
+            sink.0
+        );
+        assert_eq!(sink.0[1] - sink.0[0], 20);
+        assert_eq!(
+            sink.0[2] - sink.0[1],
+            220,
+            "the timestamp jumps over the gap"
+        );
+        assert_eq!(p.stats.frames_skipped_silence, 5 + 9 + 1);
+        assert_eq!(p.stats.frames_encoded, 3, "skipped frames are not encoded");
+        assert!(!p.stats.skipping_silence);
+    }
+
+    #[test]
+    fn a_single_nonzero_sample_is_sound() {
+        let mut p = opus_pipeline(true);
+        let mut sink = Stamps::default();
+        let mut almost = SILENCE;
+        almost[2001] = 1;
+        p.push(&almost, 20_000, &mut sink);
+        assert_eq!(sink.0.len(), 1);
+    }
+
+    #[test]
+    fn send_silence_sends_every_frame() {
+        let mut p = opus_pipeline(false);
+        let mut sink = Stamps::default();
+        for i in 0..10 {
+            p.push(&SILENCE, 20_000 * (i + 1), &mut sink);
+        }
+        assert_eq!(sink.0.len(), 10);
+        assert_eq!(p.stats.frames_skipped_silence, 0);
+        assert!(!p.stats.skipping_silence);
+    }
+
+    #[test]
+    fn the_first_frame_after_skipped_silence_decodes_cleanly() {
+        // A client's decoder never sees the skipped frames; it must still turn the sound
+        // after the gap back into the tone, at its level.
+        struct Decode(opus::Decoder, Vec<i16>);
+        impl FrameSink for Decode {
+            fn wants(&self, codec: Codec) -> bool {
+                codec == Codec::Opus
+            }
+            fn send(&mut self, _codec: Codec, frame: &Rc<WireFrame>) {
+                let b = frame.bytes();
+                let hdr = if b[1] == 126 { 4 } else { 2 };
+                let mut out = vec![0i16; 960 * 2];
+                let n = self.0.decode(&b[hdr + 9..], &mut out, false).unwrap();
+                self.1.extend_from_slice(&out[..n * 2]);
+            }
+        }
+        let mut p = opus_pipeline(true);
+        let decoder = opus::Decoder::new(48000, opus::Channels::Stereo).unwrap();
+        let mut dec = Decode(decoder, Vec::new());
+        let mut now = 0;
+        let mut feed = |p: &mut Pipeline, pcm: &[u8], dec: &mut Decode| {
+            for frame in pcm.chunks(3840) {
+                now += 20_000;
+                p.push(frame, now, dec);
+            }
+        };
+        feed(&mut p, &tone(4), &mut dec);
+        feed(&mut p, &[0u8; 3840 * 20], &mut dec);
+        let before = dec.1.len();
+        feed(&mut p, &tone(4), &mut dec);
+        let after = &dec.1[before..];
+        assert_eq!(after.len(), 4 * 960 * 2, "four frames after the gap");
+        let power = |s: &[i16]| s.iter().map(|&x| (x as f64).powi(2)).sum::<f64>() / s.len() as f64;
+        let input: Vec<i16> = tone(4)
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes([b[0], b[1]]))
+            .collect();
+        // The first 2.5 ms of the first packet are still the encoder's lookahead of silence.
+        let got = power(&after[240..]);
+        let want = power(&input);
+        assert!(
+            (got / want - 1.0).abs() < 0.15,
+            "decoded power {got:.0} vs the tone's {want:.0}"
+        );
     }
 }

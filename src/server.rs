@@ -51,7 +51,6 @@ impl Server {
         } else {
             None
         };
-        let pipeline = Pipeline::new(format, opus);
         let microphone = if config.microphone.enabled {
             Some(Rc::new(Microphone::new(MicConfig {
                 source_name: config.microphone.source_name.clone(),
@@ -59,6 +58,7 @@ impl Server {
         } else {
             None
         };
+        let pipeline = Pipeline::new(format, opus, !config.capture.send_silence);
         let shared = Rc::new(Shared {
             config: RefCell::new(config.clone()),
             started: Instant::now(),

@@ -47,6 +47,57 @@ pub struct CaptureStatus {
     /// Successful connections after the first.
     pub reconnects: u64,
     pub recording: bool,
+    /// Whether the record stream runs, and why not.
+    pub run: Run,
+}
+
+/// Whether the record stream runs: it is corked while nobody listens or nothing plays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Record,
+    /// No client listens.
+    NoListener,
+    /// Clients listen but no uncorked playback stream plays into the recorded sink.
+    NothingPlays,
+}
+
+/// What the capture is doing, as `/stats` and `/metrics` name it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaptureActivity {
+    /// Recording and sending.
+    Active,
+    /// The record stream is corked (or not there): no work for anyone.
+    Idle,
+    /// Recording, but the audio is digital silence: nothing encoded, nothing sent.
+    SkippingSilence,
+}
+
+impl CaptureActivity {
+    pub const ALL: [CaptureActivity; 3] = [
+        CaptureActivity::Active,
+        CaptureActivity::Idle,
+        CaptureActivity::SkippingSilence,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            CaptureActivity::Active => "active",
+            CaptureActivity::Idle => "idle",
+            CaptureActivity::SkippingSilence => "skipping_silence",
+        }
+    }
+}
+
+impl Stats {
+    pub fn capture_activity(&self) -> CaptureActivity {
+        if !self.capture.recording || self.capture.run != Run::Record {
+            CaptureActivity::Idle
+        } else if self.pipeline.skipping_silence {
+            CaptureActivity::SkippingSilence
+        } else {
+            CaptureActivity::Active
+        }
+    }
 }
 
 impl CaptureStatus {
@@ -58,6 +109,7 @@ impl CaptureStatus {
             sink_created: false,
             reconnects: 0,
             recording: false,
+            run: Run::NoListener,
         }
     }
 }
@@ -77,8 +129,12 @@ pub struct TransportStats {
     pub speaker_connected: bool,
     /// Speakers closed for what they sent, by close code.
     pub speakers_rejected: HashMap<u16, u64>,
+    /// WebSocket pings sent to idle clients.
+    pub pings_sent: u64,
     /// Requests answered with an error, by HTTP status.
     pub rejected: HashMap<u16, u64>,
+    /// What clients report they hear.
+    pub playout: crate::playout::PlayoutStats,
 }
 
 /// Counters of the pipeline.
@@ -86,4 +142,8 @@ pub struct TransportStats {
 pub struct PipelineStats {
     pub frames_encoded: u64,
     pub encode_errors: u64,
+    /// Frames of digital silence neither encoded nor sent.
+    pub frames_skipped_silence: u64,
+    /// Was the last frame skipped as silence?
+    pub skipping_silence: bool,
 }

@@ -14,7 +14,9 @@ use common::*;
 
 #[test]
 fn garbage_requests_do_not_disturb_streaming() {
-    let (_pulse, daemon) = setup(&[]);
+    let (pulse, daemon) = setup(&[]);
+    // Something plays: nothing is sent while nothing does.
+    let _tone = Tone::play(&pulse, None, 440.0);
     let mut c = WsClient::connect(&daemon.url("/audio"));
     let reader = thread::spawn(move || {
         let mut frames = vec![c.next_frame()];

@@ -179,7 +179,9 @@ fn close_for(daemon: &Daemon, messages: &[Message]) -> (u16, String) {
 #[test]
 fn hostile_speakers_get_a_precise_close_code_and_the_stream_plays_on() {
     let _serial = serial();
-    let (_pulse, daemon) = setup(&["--microphone"]);
+    let (pulse, daemon) = setup(&["--microphone"]);
+    // The desktop plays (the daemon sends nothing while nothing plays).
+    let _desktop = Tone::play_buffered(&pulse, Some(SINK), 440.0, 48000, 2, 200);
     let listener = Reader::start(&daemon.url("/audio"));
     let bin = |b: Vec<u8>| Message::Binary(b.into());
     let cases: Vec<(&str, Vec<Message>, u16, &str)> = vec![

@@ -8,192 +8,10 @@
 
 mod common;
 
-use std::fs;
-use std::path::PathBuf;
-use std::process::{Child, Stdio};
-use std::thread;
 use std::time::{Duration, Instant};
 
 use common::scenarios::*;
 use common::*;
-
-const PROGRAMS: &[&str] = &["pipewire", "wireplumber", "pipewire-pulse", "dbus-daemon"];
-
-/// Returns true (after saying why, see `skip`) when the PipeWire programs are not
-/// installed.
-fn cannot_run() -> bool {
-    let missing = missing_programs(PROGRAMS);
-    if missing.is_empty() {
-        return false;
-    }
-    skip(&format!(
-        "{} not installed (apt-get install pipewire pipewire-pulse wireplumber dbus)",
-        missing.join(", ")
-    ));
-    true
-}
-
-// ---------------------------------------------------------------------------
-// A private PipeWire session
-// ---------------------------------------------------------------------------
-
-/// A PipeWire session in the runtime dir of a harness `PulseServer`: the harness'
-/// pulseaudio is killed (by pid) and pipewire-pulse takes its socket path, so the
-/// harness' `Daemon`, `Tone` and `pactl` talk to PipeWire unchanged.
-struct PipeWire<'a> {
-    pulse: &'a PulseServer,
-    runtime: PathBuf,
-    dir: PathBuf,
-    dbus: Option<Child>,
-    /// pipewire, wireplumber, pipewire-pulse.
-    stack: Vec<Child>,
-}
-
-impl<'a> PipeWire<'a> {
-    fn start(pulse: &'a PulseServer) -> PipeWire<'a> {
-        let runtime = pulse.runtime_dir().to_path_buf();
-        // The harness' pulseaudio goes (the harness reaps it when it is dropped);
-        // pipewire-pulse takes its socket path.
-        pulse.kill();
-        let _ = fs::remove_file(pulse.server_path());
-
-        let dir = pulse.dir().join("pw");
-        for d in ["config", "state", "data"] {
-            fs::create_dir_all(dir.join(d)).unwrap();
-        }
-        let bus = runtime.join("bus");
-        let mut cmd = pulse.command("dbus-daemon");
-        cmd.args(["--session", "--nofork", "--nopidfile"])
-            .arg(format!("--address=unix:path={}", bus.display()))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(fs::File::create(dir.join("dbus.log")).unwrap()));
-        let dbus = cmd.spawn().expect("spawn dbus-daemon");
-        poll_until(Duration::from_secs(5), || bus.exists().then_some(()))
-            .expect("dbus-daemon did not create its socket within 5 s");
-        let mut pw = PipeWire {
-            pulse,
-            runtime,
-            dir,
-            dbus: Some(dbus),
-            stack: Vec::new(),
-        };
-        pw.start_stack();
-        pw
-    }
-
-    fn spawn(&self, program: &str) -> Child {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join(format!("{program}.log")))
-            .unwrap();
-        let mut cmd = self.pulse.command(program);
-        cmd.env_remove("PULSE_SERVER")
-            .env_remove("PULSE_CLIENTCONFIG")
-            .env(
-                "DBUS_SESSION_BUS_ADDRESS",
-                format!("unix:path={}", self.runtime.join("bus").display()),
-            )
-            .env("XDG_CONFIG_HOME", self.dir.join("config"))
-            .env("XDG_STATE_HOME", self.dir.join("state"))
-            .env("XDG_DATA_HOME", self.dir.join("data"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log));
-        cmd.spawn()
-            .unwrap_or_else(|e| panic!("spawn {program}: {e}"))
-    }
-
-    /// Starts pipewire, wireplumber and pipewire-pulse; returns when `pactl info`
-    /// succeeds on the PulseAudio socket.
-    fn start_stack(&mut self) -> Instant {
-        let _ = fs::remove_file(self.pulse.pid_file());
-        let pw = self.spawn("pipewire");
-        let socket = self.runtime.join("pipewire-0");
-        poll_until(Duration::from_secs(5), || socket.exists().then_some(()))
-            .expect("pipewire did not create its socket within 5 s");
-        self.stack.push(pw);
-        let wp = self.spawn("wireplumber");
-        self.stack.push(wp);
-        let pp = self.spawn("pipewire-pulse");
-        self.stack.push(pp);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            for c in &mut self.stack {
-                if let Ok(Some(st)) = c.try_wait() {
-                    panic!("a PipeWire process exited ({st}):\n{}", self.logs());
-                }
-            }
-            if self.pulse.try_pactl(&["info"]).is_ok() {
-                return Instant::now();
-            }
-            assert!(
-                Instant::now() < deadline,
-                "pipewire-pulse did not answer within 10 s:\n{}",
-                self.logs()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// SIGKILL pipewire-pulse, wireplumber and pipewire (by pid); waits for them.
-    fn kill_stack(&mut self) {
-        while let Some(mut c) = self.stack.pop() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = fs::remove_file(self.runtime.join("pipewire-0"));
-        let _ = fs::remove_file(self.runtime.join("pipewire-0.lock"));
-        assert!(
-            self.pulse.try_pactl(&["info"]).is_err(),
-            "pactl info still succeeds after the PipeWire stack was killed"
-        );
-    }
-
-    fn logs(&self) -> String {
-        ["pipewire", "wireplumber", "pipewire-pulse", "dbus"]
-            .iter()
-            .map(|p| {
-                format!(
-                    "---- {p} ----\n{}",
-                    fs::read_to_string(self.dir.join(format!("{p}.log"))).unwrap_or_default()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join("\n")
-    }
-}
-
-impl Drop for PipeWire<'_> {
-    fn drop(&mut self) {
-        if thread::panicking() {
-            eprintln!("{}", self.logs());
-        }
-        while let Some(mut c) = self.stack.pop() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        if let Some(mut d) = self.dbus.take() {
-            let _ = d.kill();
-            let _ = d.wait();
-        }
-    }
-}
-
-/// Waits until PipeWire offers at least one sink and a default sink; returns it.
-fn wait_default_sink(pulse: &PulseServer) -> String {
-    poll_until(Duration::from_secs(5), || {
-        pulse
-            .try_pactl(&["info"])
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("Default Sink: "))
-            .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty() && s != "(null)" && !s.starts_with('@'))
-    })
-    .expect("PipeWire has no default sink 5 s after starting")
-}
 
 /// Sink names, none when pactl fails.
 fn sink_names(pulse: &PulseServer) -> Vec<String> {
@@ -227,13 +45,13 @@ fn recording_from(daemon: &Daemon) -> Option<String> {
 /// whatever the daemon records, a tone played into the default sink must be heard.
 #[test]
 fn pipewire_tone_into_default_sink_is_heard() {
-    if cannot_run() {
+    if pipewire_missing() {
         return;
     }
     let _serial = serial();
     let pulse = PulseServer::start();
     let _pw = PipeWire::start(&pulse);
-    let default_before = wait_default_sink(&pulse);
+    let default_before = pipewire_default_sink(&pulse);
     let sinks_before = pulse.sinks();
     let daemon = Daemon::start(&pulse, &[]);
     let recording =
@@ -300,7 +118,7 @@ impl AudioServer for Restarts<'_, '_> {
         self.pw.kill_stack();
         drop(self.tone.take());
         let accepted = self.pw.start_stack();
-        self.default = wait_default_sink(self.pw.pulse);
+        self.default = pipewire_default_sink(self.pw.pulse);
         accepted
     }
 
@@ -323,7 +141,7 @@ impl AudioServer for Restarts<'_, '_> {
 
 /// A daemon on a PipeWire that has a default sink, once it records.
 fn start_daemon(pulse: &PulseServer) -> Daemon {
-    wait_default_sink(pulse);
+    pipewire_default_sink(pulse);
     let daemon = Daemon::start(pulse, &[]);
     poll_until(Duration::from_secs(5), || recording_from(&daemon)).expect("recording");
     daemon
@@ -331,7 +149,7 @@ fn start_daemon(pulse: &PulseServer) -> Daemon {
 
 #[test]
 fn pipewire_restarted() {
-    if cannot_run() {
+    if pipewire_missing() {
         return;
     }
     let _serial = serial();
@@ -360,7 +178,7 @@ fn pipewire_restarted() {
 
 #[test]
 fn pipewire_recorded_sink_unloaded() {
-    if cannot_run() {
+    if pipewire_missing() {
         return;
     }
     let _serial = serial();
@@ -392,13 +210,13 @@ fn pipewire_recorded_sink_unloaded() {
 /// listener keeps hearing the desktop's 440 Hz.
 #[test]
 fn pipewire_microphone_voice_reaches_the_default_source() {
-    if cannot_run() {
+    if pipewire_missing() {
         return;
     }
     let _serial = serial();
     let pulse = PulseServer::start();
     let _pw = PipeWire::start(&pulse);
-    wait_default_sink(&pulse);
+    pipewire_default_sink(&pulse);
     let daemon = Daemon::start(&pulse, &["--microphone"]);
     let reader = Reader::start(&daemon.url("/audio"));
     let talker = Talker::start(
@@ -426,14 +244,14 @@ fn pipewire_microphone_voice_reaches_the_default_source() {
     let recorder = Recorder::start(&pulse, "@DEFAULT_SOURCE@");
     recorder.wait_for(0.8);
     assert_tone(&recorder.tail(0.4), VOICE_HZ, "the voice on pipewire-pulse");
-    thread::sleep(Duration::from_secs(6));
+    std::thread::sleep(Duration::from_secs(6));
     let latencies = mouth_to_source_ms(&talker.onsets(), &recorder.onsets());
     let left = Instant::now();
     let end = talker.stop();
     assert!(end.closed_by_server.is_none(), "{end:?}");
     assert!(latencies.len() >= 15, "bursts heard: {latencies:?}");
     // When the speaker leaves, the source falls silent: nothing stale.
-    thread::sleep(Duration::from_millis(800));
+    std::thread::sleep(Duration::from_millis(800));
     let after = recorder.between(
         left + Duration::from_millis(200),
         left + Duration::from_millis(700),

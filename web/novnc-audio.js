@@ -10,6 +10,7 @@
 //   output/worklet.js           AudioWorklet jitter buffer (secure contexts)
 //   output/scheduled.js         AudioBufferSourceNodes on the context timeline (everywhere)
 //   output/latency-policy.js    the jitter-buffer rules both outputs share
+//   output/arrival-jitter.js    how late frames arrive: the buffer's target
 //   audio-url.js, gesture.js    where the stream is; starting on the first user gesture
 //   microphone.js               the way back: the browser's microphone to the daemon's /mic
 //
@@ -29,6 +30,7 @@ import { WasmOpusDecoder, wasmOpusUnavailable } from './decoders/wasm-opus.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
+import { ArrivalJitter } from './output/arrival-jitter.js';
 
 const CODEC_PCM = 0x00;
 const CODEC_OPUS = 0x01;
@@ -39,6 +41,11 @@ const BACKOFF_MAX_MS = 10000;
 const STATS_INTERVAL_MS = 250;
 const MAX_CONCEALED_FRAMES = 5;       // a longer hole is a stall, not a lost frame
 const MAIN_THREAD_WINDOW_S = 5;       // stats.mainThreadMsPerS is over this much audio
+const OPUS_LOOKAHEAD_MS = 2.5;        // the daemon's encoder (restricted low delay)
+const REPORT_INTERVAL_MS = 5000;      // playout figures to the daemon, as a text message
+const MAX_AUDIO_DELAY_MS = 2000;
+const BLIND_FLOOR_MS = 40;      // the buffer's floor where the engine hides its output path
+const SILENT_REASON = 'connected; the desktop is silent';
 const BLOCKED_REASON = 'Sound is blocked by the browser: click or press a key anywhere on the page to enable it';
 
 const DECODERS = { webcodecs: WebCodecsOpusDecoder, wasm: WasmOpusDecoder, pcm: PcmDecoder };
@@ -66,8 +73,13 @@ export class NovncAudio extends EventTarget {
    * @param {object} opts
    * @param {string} opts.url            ws:// or wss:// URL of the daemon's stream (http(s) and
    *        relative URLs accepted)
-   * @param {number} [opts.targetLatencyMs=60]  jitter buffer fill level to play at
-   * @param {number} [opts.maxLatencyMs=200]    above this, audio is dropped back to the target
+   * @param {number} [opts.targetLatencyMs=0]  a minimum for the jitter buffer's target (its
+   *        low-water fill); 0: the target follows the measured arrival jitter alone, above the
+   *        engine's floor (stats.targetMs shows it)
+   * @param {number} [opts.maxLatencyMs=500]    the buffer never holds more: above it (or twice
+   *        the target, or target + 80 ms, whichever is lower) a burst is dropped back to the target
+   * @param {number} [opts.audioDelayMs=0]      extra delay, to line sound up with the picture
+   *        (lip sync); also a property
    * @param {'opus'|'pcm'|'auto'} [opts.codec='auto'] 'auto' uses Opus (WebCodecs, else the
    *        WebAssembly decoder) and falls back to PCM (?codec=pcm) only where neither works
    * @param {'auto'|'webcodecs'|'wasm'} [opts.decoder='auto'] which Opus decoder
@@ -80,8 +92,10 @@ export class NovncAudio extends EventTarget {
    *        has one, else AudioBufferSourceNodes scheduled on the context timeline
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
-   * @param {boolean} [opts.adaptive=true]   raise the working target by 20 ms per underrun (up to
-   *        maxLatencyMs - 40), lower it by 10 ms per calm 10 s; stats.targetMs shows it
+   * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p99
+   *        of how late frames came over the last 5 s); false: floor and targetLatencyMs only
+   * @param {boolean} [opts.report=true]     send the playout figures to the daemon every 5 s (a
+   *        small JSON text message on the stream socket; the daemon shows them in /stats)
    * @param {string} [opts.token]            the daemon's token (--token-file), added as ?token=
    * @param {number} [opts.volume=1]
    * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
@@ -102,8 +116,10 @@ export class NovncAudio extends EventTarget {
       u.searchParams.set('token', opts.token);
       this.url = u.toString();
     }
-    this.targetLatencyMs = clamp(Number(opts.targetLatencyMs ?? 60), 5, 5000);
-    this.maxLatencyMs = Math.max(Number(opts.maxLatencyMs ?? 200), this.targetLatencyMs + 20);
+    this.targetLatencyMs = clamp(Number(opts.targetLatencyMs ?? 0) || 0, 0, 5000);
+    this.maxLatencyMs = Math.max(Number(opts.maxLatencyMs ?? 500), this.targetLatencyMs + 40);
+    this._audioDelayMs = clamp(Number(opts.audioDelayMs ?? 0) || 0, 0, MAX_AUDIO_DELAY_MS);
+    this.report = opts.report !== false;
     this.codec = codec;
     this.decoderChoice = decoder;
     this.outputChoice = output;
@@ -138,9 +154,18 @@ export class NovncAudio extends EventTarget {
     this._freqBuf = null;
     this._busyDepth = 0;
     this._mt = { busyMs: 0, audioS: 0 };
+    this._jitter = new ArrivalJitter();
+    this._sentJitterMs = null;
+    this._gap = null;             // { ts, ms }: audio lost before frame ts, not concealed
+    this._openStart = null;
+    this._networkMs = null;
+    this._position = null;        // { ms, at }: stream position at a performance.now()
+    this._lastReport = 0;
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
       bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
+      lateP99Ms: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
+      floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
       codec: null, decoder: null, output: null, mainThreadMsPerS: null, concealedFrames: 0,
       reconnects: 0, lastError: null, gaps: 0, decodeErrors: 0,
       audioContextState: null, sampleRate: null, renderedMs: 0, buffering: true,
@@ -174,6 +199,34 @@ export class NovncAudio extends EventTarget {
   get blocked() {
     return ['connecting', 'playing', 'reconnecting'].includes(this._state) && !!this._ctx && this._ctx.state !== 'running';
   }
+
+  /**
+   * Capture to sound, in ms (= stats.latencyMs): the daemon's frame and encoder lookahead, the
+   * network (estimated from the WebSocket handshake plus how late frames come), the jitter
+   * buffer, the decoder and the engine's output path (stats.outputLatencySource says from what).
+   */
+  get playoutDelayMs() { return this._stats.latencyMs; }
+
+  /** The server timestamp (ms, the wire's clock) of the sound coming out now, or null. */
+  get streamPositionMs() {
+    const p = this._position;
+    if (!p || this._state !== 'playing') return null;
+    return p.ms + (performance.now() - p.at);
+  }
+
+  /** Extra delay (ms) added to the sound, to line it up with the picture. */
+  get audioDelayMs() { return this._audioDelayMs; }
+  set audioDelayMs(v) {
+    const was = this._audioDelayMs;
+    this._audioDelayMs = clamp(Number(v) || 0, 0, MAX_AUDIO_DELAY_MS);
+    if (!this._output) return;
+    this._output.configure({ delayMs: this._audioDelayMs, maxMs: this._maxMs() });
+    // More delay at 1 % slower playout would take many seconds: restart at the new target (the
+    // sound fades out and in). Less delay drains by itself (the backlog is dropped, crossfaded).
+    if (this._audioDelayMs > was + 20) this._output.flush();
+  }
+
+  _maxMs() { return this.maxLatencyMs + this._audioDelayMs; }
 
   get volume() { return this._volume; }
   set volume(v) {
@@ -405,7 +458,8 @@ export class NovncAudio extends EventTarget {
   }
 
   async _ensureOutput() {
-    const opts = { targetMs: this.targetLatencyMs, maxMs: this.maxLatencyMs, adaptive: this.adaptive };
+    const opts = { targetMs: this.targetLatencyMs, maxMs: this._maxMs(), delayMs: this._audioDelayMs };
+    if (!this.adaptive) opts.jitterMs = 0;
     if (this._output) { this._output.configure(opts); return; }
     const pick = pickOutput({
       output: this.outputChoice,
@@ -422,6 +476,7 @@ export class NovncAudio extends EventTarget {
       this._output = await ScheduledOutput.create(this._ctx, this._gain, opts);
     }
     this._stats.output = this._output.name;
+    this._stats.floorMs = this._output.floorMs;
   }
 
   /** Picks and opens the decoder; returns a note for the state reason (a fallback), or ''. */
@@ -454,7 +509,7 @@ export class NovncAudio extends EventTarget {
   _openDecoder(kind) {
     const gen = this._gen;
     return DECODERS[kind].create({
-      onAudio: (planes, frames, rate) => { if (gen === this._gen) this._timed(() => this._onAudio(planes, frames, rate)); },
+      onAudio: (planes, frames, rate, ts) => { if (gen === this._gen) this._timed(() => this._onAudio(planes, frames, rate, ts)); },
       onError: (e) => { if (gen === this._gen) this._onDecoderError(e); },
       worker: this.wasmWorker,
       sampleRate: this.pcmSampleRate,
@@ -503,10 +558,17 @@ export class NovncAudio extends EventTarget {
     this._lastTs = null;
     this._lastArrival = null;
     this._frameMs = null;
+    this._jitter.restart();
+    this._openStart = performance.now();
     if (this._state !== 'reconnecting') this._setState('connecting', reason);
     ws.onopen = () => {
       if (gen !== this._gen) return;
-      if (this._state !== 'reconnecting') this._setState('connecting', 'connected, waiting for audio');
+      // The handshake is two round trips (TCP, then the HTTP upgrade): a quarter is one way.
+      this._networkMs = (performance.now() - this._openStart) / 4;
+      // The daemon sends nothing while the desktop is silent, so an open socket already is
+      // the working state: say so rather than "connecting" until someone plays a sound.
+      this._attempt = 0;
+      this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : SILENT_REASON);
     };
     ws.onmessage = (e) => {
       if (gen !== this._gen || typeof e.data === 'string') return;  // the stream is binary only
@@ -574,23 +636,44 @@ export class NovncAudio extends EventTarget {
     const dv = new DataView(buf);
     const ts = dv.getUint32(0) * 4294967296 + dv.getUint32(4);
     const codec = dv.getUint8(8);
+    if (codec !== CODEC_PCM && codec !== CODEC_OPUS) {
+      // Not our wire format: most likely the URL reaches websockify or another WebSocket server
+      // (its first bytes are "RFB 003.008"). Say so instead of playing nothing in silence.
+      if (!this._gotFrame) {
+        this._fail(`${this.url} is not a novnc-audio stream (codec byte 0x${codec.toString(16).padStart(2, '0')}); ` +
+          "check the audio URL (data-audio-url, or the daemon's port, 6090 by default)");
+      }
+      return;
+    }
     st.frames++;
 
     // Interarrival jitter (RFC 3550 style), the frame duration (the smallest step seen) and holes.
+    // A hole of a few frames is lost audio, concealed; a longer one (or a step back) is a new
+    // talk spurt (the daemon skipped silence, or restarted): stale audio goes, and the new audio
+    // starts at once at the target.
     const now = performance.now();
     let lostFrames = 0;
+    let spurt = false;
     if (this._lastTs !== null) {
       const step = ts - this._lastTs;
       const d = (now - this._lastArrival) - step;
       st.jitterMs += (Math.abs(d) - st.jitterMs) / 16;
       if (step > 0 && (this._frameMs === null || step < this._frameMs)) this._frameMs = step;
       const f = this._frameMs;
-      if (f >= 5 && step > f * 1.5) {
+      if (step <= 0) spurt = true;
+      else if (f >= 5 && step > f * 1.5) {
         st.gaps++;
         const n = Math.round(step / f) - 1;
         if (n <= MAX_CONCEALED_FRAMES && Math.abs(step - (n + 1) * f) <= 1) lostFrames = n;
+        else spurt = true;
       }
     }
+    if (spurt) {
+      st.spurts++;
+      this._jitter.restart();
+      if (this._output) this._output.flush();
+    }
+    this._jitter.arrived(ts, now);
     this._lastTs = ts;
     this._lastArrival = now;
 
@@ -603,8 +686,9 @@ export class NovncAudio extends EventTarget {
     const payload = new Uint8Array(buf, HEADER_BYTES);
     if (codec === CODEC_PCM) {
       st.codec = 'pcm';
+      if (lostFrames) this._gap = { ts, ms: lostFrames * this._frameMs };
       if (this._decoder && this._decoder.name === 'pcm') this._decoder.decode(payload, ts);
-      else (this._pcm ||= new PcmDecoder({ onAudio: (p, n, r) => this._onAudio(p, n, r),
+      else (this._pcm ||= new PcmDecoder({ onAudio: (p, n, r, t) => this._onAudio(p, n, r, t),
         sampleRate: this.pcmSampleRate, channels: this.pcmChannels })).decode(payload, ts);
     } else if (codec === CODEC_OPUS) {
       st.codec = 'opus';
@@ -612,15 +696,21 @@ export class NovncAudio extends EventTarget {
       // when we have an Opus decoder, otherwise there is nothing to play.
       const dec = this._decoder;
       if (!dec || dec.name === 'pcm') return;
-      if (lostFrames && dec.conceal(lostFrames * this._frameMs * 48)) st.concealedFrames += lostFrames;
+      if (lostFrames) {
+        if (dec.conceal(lostFrames * this._frameMs * 48)) st.concealedFrames += lostFrames;
+        else this._gap = { ts, ms: lostFrames * this._frameMs };  // the output fades across the hole
+      }
       dec.decode(payload, ts);
     }
   }
 
-  _onAudio(planes, frames, rate) {
+  _onAudio(planes, frames, rate, ts) {
     if (!this._output) return;
     this._mt.audioS += frames / rate;
-    this._output.push(planes, frames, rate);
+    // WebCodecs decodes asynchronously: the hole is where its frame comes out, found by timestamp.
+    let gapMs = 0;
+    if (this._gap && this._gap.ts === ts) { gapMs = this._gap.ms; this._gap = null; }
+    this._output.push(planes, frames, rate, gapMs);
   }
 
   _onDecoderError(e) {
@@ -640,6 +730,22 @@ export class NovncAudio extends EventTarget {
     }
   }
 
+  /**
+   * An engine that tells nothing of its output path (no outputLatency, no usable
+   * getOutputTimestamp: WebKitGTK) also pulls audio in bursts its base latency does not show:
+   * measured there, a quantum-sized floor gave 12-21 underruns a minute. After a second of such
+   * readings the buffer keeps BLIND_FLOOR_MS instead.
+   */
+  _blindOutput(source) {
+    const blind = source === 'none' || source === 'baseLatency only';
+    if (!this._output || this._ctx.state !== 'running' || this._output.floorMs >= BLIND_FLOOR_MS) return;
+    this._blindTicks = blind ? (this._blindTicks || 0) + 1 : 0;
+    if (this._blindTicks < 4 || this._output.blindFloor) return;
+    this._output.blindFloor = true;
+    this._output.configure({ floorMs: BLIND_FLOOR_MS });
+    this._stats.floorMs = BLIND_FLOOR_MS;
+  }
+
   _startStatsTimer() {
     this._stopStatsTimer();
     this._statsTimer = setInterval(() => this._updateStats(), STATS_INTERVAL_MS);
@@ -648,6 +754,15 @@ export class NovncAudio extends EventTarget {
   _updateStats() {
     const st = this._stats;
     const ctx = this._ctx;
+    if (this._output && this.adaptive) {
+      // The buffer's target follows how late frames come (sent when it moved by 0.5 ms).
+      const late = this._jitter.lateMs();
+      if (this._sentJitterMs === null || Math.abs(late - this._sentJitterMs) >= 0.5) {
+        this._output.configure({ jitterMs: late });
+        this._sentJitterMs = late;
+      }
+      st.lateP99Ms = late;
+    }
     if (this._output) {
       const o = this._output.stats();
       st.bufferedMs = o.bufferedMs;
@@ -659,10 +774,31 @@ export class NovncAudio extends EventTarget {
       st.renderedMs = o.renderedMs;
       st.buffering = !o.playing;
       st.targetMs = o.targetMs;
+      st.speed = o.speed;
+      st.stretchedMs = o.stretchedMs;
+      this._outputFrameMs = o.frameMs;
     }
-    const outMs = ctx ? ((ctx.baseLatency || 0) + (ctx.outputLatency || 0)) * 1000 : 0;
-    const decMs = this._decoder ? this._decoder.queueSize * (this._frameMs || 20) : 0;
-    st.latencyMs = st.bufferedMs + outMs + decMs;
+    const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
+    st.outputLatencyMs = out.ms;
+    st.outputLatencySource = out.source;
+    this._blindOutput(out.source);
+    st.frameMs = this._frameMs;
+    st.networkMs = this._networkMs;
+    st.audioDelayMs = this._audioDelayMs;
+    const frameMs = this._frameMs || this._outputFrameMs || 20;
+    const decMs = this._decoder ? this._decoder.queueSize * frameMs : 0;
+    // Capture to sound. A sample waits for its frame to fill, and plays at the same place in the
+    // frame as the buffer drains: that is one frame. Then the encoder's lookahead, the way over
+    // (the handshake's one-way figure plus how late frames typically come), the mean fill of the
+    // buffer above its low-water mark (the fill sampled here swings by a frame), the decoder and
+    // the engine's output.
+    const meanFillMs = (st.minBufferedMs + st.maxBufferedMs) / 2;
+    st.latencyMs = (st.buffering ? 0 : frameMs / 2 + meanFillMs) + (st.codec === 'opus' ? OPUS_LOOKAHEAD_MS : 0)
+      + (this._networkMs || 0) + this._jitter.medianMs() + decMs + out.ms;
+    if (this._lastTs !== null && !st.buffering) {
+      this._position = { ms: this._lastTs + frameMs - decMs - st.bufferedMs - out.ms, at: performance.now() };
+    }
+    this._maybeReport();
     st.audioContextState = ctx ? ctx.state : null;
     // Main-thread cost per second of audio, over the last MAIN_THREAD_WINDOW_S of audio.
     const mt = this._mt;
@@ -671,10 +807,46 @@ export class NovncAudio extends EventTarget {
     this.dispatchEvent(new CustomEvent('stats', { detail: this.stats }));
   }
 
+  /** Every REPORT_INTERVAL_MS, the playout figures to the daemon (bounded there: see src/web). */
+  _maybeReport() {
+    const ws = this._ws;
+    if (!this.report || !ws || ws.readyState !== 1 || this._state !== 'playing') return;
+    const now = performance.now();
+    if (now - this._lastReport < REPORT_INTERVAL_MS) return;
+    this._lastReport = now;
+    const st = this._stats;
+    const r = (v) => (Number.isFinite(v) ? Math.round(v * 10) / 10 : 0);
+    try {
+      ws.send(JSON.stringify({
+        type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
+        outputMs: r(st.outputLatencyMs), jitterMs: r(st.lateP99Ms), underruns: st.underruns,
+        delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
+      }));
+    } catch { /* closing */ }
+  }
+
   _stopStatsTimer() {
     clearInterval(this._statsTimer);
     this._statsTimer = null;
   }
+}
+
+/**
+ * The engine's output path (render -> device), in ms, and where the figure comes from:
+ * getOutputTimestamp() (when the device plays what the context renders), else outputLatency,
+ * else baseLatency alone; 'none' when the engine reports nothing usable.
+ */
+export function outputLatency(ctx) {
+  if (typeof ctx.getOutputTimestamp === 'function' && ctx.state === 'running') {
+    const t = ctx.getOutputTimestamp();
+    if (t && t.contextTime > 0 && t.performanceTime > 0) {
+      const ms = (ctx.currentTime - t.contextTime) * 1000 - (performance.now() - t.performanceTime);
+      if (ms > 0 && ms < 1000) return { ms, source: 'getOutputTimestamp' };
+    }
+  }
+  if (ctx.outputLatency > 0) return { ms: (ctx.outputLatency + (ctx.baseLatency || 0)) * 1000, source: 'outputLatency' };
+  if (ctx.baseLatency > 0) return { ms: ctx.baseLatency * 1000, source: 'baseLatency only' };
+  return { ms: 0, source: 'none' };
 }
 
 export default NovncAudio;

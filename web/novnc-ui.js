@@ -165,6 +165,7 @@ export function attach(audio, ui, config) {
     else if (audio.state === 'idle') { text = 'Sound starts on your first click or key press on the page.'; cls = 'blocked'; }
     else if (audio.state === 'error') { text = `Cannot play sound: ${audio.reason}`; cls = 'error'; }
     else if (audio.blocked) { text = 'Sound is blocked by the browser until you click or press a key on the page.'; cls = 'blocked'; }
+    else if (audio.state === 'playing' && !s.frames) text = 'Connected; nothing plays on the desktop right now.';
     else if (audio.state === 'playing') {
       text = `Playing${s.codec ? ` (${s.codec}, ${s.decoder}, ${s.output}, ${Math.round(s.latencyMs)} ms)` : ''}.`;
       if (audio.reason && audio.reason !== 'playing') text += ` ${audio.reason}`;

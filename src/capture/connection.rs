@@ -51,6 +51,41 @@ impl Inner {
         })));
         let weak = self.weak.clone();
         context.set_subscribe_callback(Some(Box::new(move |facility, op, _index| {
+            // A new client may be a player about to open its stream: run now (the
+            // listing that follows corks again if nothing plays). A few round trips before
+            // its first samples, which a corked stream would miss.
+            if facility == Some(Facility::Client) {
+                if op == Some(SubOp::New) {
+                    with_inner(&weak, |inner| {
+                        if inner.link.generation == generation {
+                            inner.on_newcomer();
+                        }
+                    });
+                    defer(&weak, move |inner| {
+                        if inner.link.generation == generation {
+                            inner.refresh_inputs();
+                        }
+                    });
+                }
+                return;
+            }
+            if facility == Some(Facility::SinkInput) {
+                if op == Some(SubOp::New) {
+                    // At once, not deferred: see playing.rs. Dispatched by the main loop,
+                    // so nothing of ours is borrowed (with_inner checks all the same).
+                    with_inner(&weak, |inner| {
+                        if inner.link.generation == generation {
+                            inner.on_newcomer();
+                        }
+                    });
+                }
+                defer(&weak, move |inner| {
+                    if inner.link.generation == generation {
+                        inner.refresh_inputs();
+                    }
+                });
+                return;
+            }
             let relevant = match facility {
                 Some(Facility::Server) => true,
                 Some(Facility::Sink) | Some(Facility::Source) => {
@@ -103,11 +138,15 @@ impl Inner {
                 // A restarted server may allow what the previous one refused.
                 self.devices.sink_load_refused = false;
                 if let Some(ctx) = self.context.as_mut() {
-                    let mask =
-                        InterestMaskSet::SERVER | InterestMaskSet::SINK | InterestMaskSet::SOURCE;
+                    let mask = InterestMaskSet::SERVER
+                        | InterestMaskSet::SINK
+                        | InterestMaskSet::SOURCE
+                        | InterestMaskSet::SINK_INPUT
+                        | InterestMaskSet::CLIENT;
                     ctx.subscribe(mask, |_| {});
                 }
                 self.refresh();
+                self.refresh_inputs();
             }
             ContextState::Failed | ContextState::Terminated => {
                 let reason = self
@@ -162,5 +201,6 @@ impl Inner {
         }
         self.devices.refresh_in_flight = false;
         self.devices.refresh_again = false;
+        self.playing.reset();
     }
 }

@@ -27,6 +27,7 @@ pub(super) struct Snapshot {
 
 #[derive(Debug)]
 pub(super) struct SinkRecord {
+    pub(super) index: u32,
     pub(super) name: String,
     /// Its monitor source (NAME.monitor on PulseAudio and PipeWire alike, but read, not
     /// assumed).
@@ -198,6 +199,7 @@ impl Inner {
                     if let (Some(name), Some(monitor)) = (&sink.name, &sink.monitor_source_name) {
                         let is_null = sink.driver.as_deref().is_some_and(|d| d.contains("null"));
                         snap.borrow_mut().sinks.push(SinkRecord {
+                            index: sink.index,
                             name: name.to_string(),
                             monitor: monitor.to_string(),
                             is_null,
@@ -243,6 +245,11 @@ impl Inner {
             warn!("PulseAudio did not list its devices; will retry on the next change");
             return;
         }
+        self.playing.monitored_sink = snap
+            .sinks
+            .iter()
+            .map(|s| (s.monitor.clone(), s.index))
+            .collect();
         self.devices.null_sink_of_monitor = snap
             .sinks
             .iter()
@@ -270,6 +277,8 @@ impl Inner {
         if restore_default {
             self.set_default_sink();
         }
+        // The recorded sink's index may be new: decide again whether anything plays.
+        self.apply_run();
         let Some(target) = source else {
             return;
         };

@@ -1,7 +1,9 @@
 //! Capture stage: an async libpulse context on the glib main loop that records the
 //! monitor of the (default) sink and hands the bytes to a callback. Three rooms:
 //! [`connection`] (the context and its reconnection), [`devices`] (what to record: a pure
-//! decision from a snapshot of the server's devices) and [`stream`] (the record stream).
+//! decision from a snapshot of the server's devices), [`playing`] (whether anything plays
+//! into the recorded sink: the stream is corked while nothing does) and [`stream`] (the
+//! record stream).
 //!
 //! Callback rules this module lives by (libpulse calls some callbacks synchronously from
 //! inside `connect()`, `connect_record()` and `disconnect()`):
@@ -15,6 +17,7 @@
 
 mod connection;
 mod devices;
+mod playing;
 mod stream;
 
 use std::cell::RefCell;
@@ -30,6 +33,7 @@ use crate::config::CaptureConfig;
 use crate::stats::{CaptureStatus, PulseState};
 use connection::{Link, BACKOFF_MIN};
 use devices::DeviceState;
+use playing::PlayingState;
 
 /// What the capture hands to its consumer.
 pub enum CaptureEvent<'a> {
@@ -60,8 +64,10 @@ struct Inner {
     consumer: Consumer,
     weak: Weak<RefCell<Inner>>,
     status: CaptureStatus,
-    /// Clients are listening: the stream runs; otherwise it is corked.
+    /// Clients are listening: the stream may run; otherwise it is corked.
     active: bool,
+    /// What plays into the recorded sink, and whether the stream is corked.
+    playing: PlayingState,
     /// The connection to the server.
     link: Link,
     /// What the server has and what we asked of it.
@@ -109,6 +115,7 @@ impl Capture {
                     ..CaptureStatus::idle()
                 },
                 active: false,
+                playing: PlayingState::new(),
                 link: Link {
                     generation: 0,
                     connected_once: false,
@@ -132,14 +139,15 @@ impl Capture {
         self.inner.borrow().status.clone()
     }
 
-    /// Runs the stream while someone listens; corks it otherwise (no work for anyone).
+    /// Runs the stream while someone listens and something plays; corks it otherwise (no
+    /// work for anyone).
     pub fn set_active(&self, active: bool) {
         let mut inner = self.inner.borrow_mut();
         if inner.active == active {
             return;
         }
         inner.active = active;
-        inner.apply_cork();
+        inner.apply_run();
     }
 
     /// Disconnects cleanly. Sinks are left alone: applications may be playing into them.

@@ -1,5 +1,6 @@
 //! The record stream: created on the chosen source, moved when the choice changes,
-//! corked while nobody listens; what it reads goes to the consumer.
+//! corked while nobody listens or nothing plays (playing.rs); what it reads goes to the
+//! consumer.
 
 use std::time::Duration;
 
@@ -55,10 +56,10 @@ impl Inner {
             minreq: u32::MAX,
             fragsize,
         };
-        let mut flags = StreamFlags::ADJUST_LATENCY;
-        if !self.active {
-            flags |= StreamFlags::START_CORKED;
-        }
+        // Corked until it is ready and apply_run says it should run. A corked stream still
+        // holds the sink at our latency, which keeps the start of a sound whole.
+        let flags = StreamFlags::ADJUST_LATENCY | StreamFlags::START_CORKED;
+        self.playing.corked = true;
         let generation = self.link.generation;
         let weak = self.weak.clone();
         stream.set_read_callback(Some(Box::new(move |_len| {
@@ -104,9 +105,8 @@ impl Inner {
                 self.status.device = device;
                 self.status.recording = true;
                 self.emit(CaptureEvent::Discontinuity);
-                if self.active {
-                    self.kick_null_sink();
-                }
+                self.kick_null_sink();
+                self.apply_run();
                 // The default may have changed while the stream was connecting.
                 self.refresh();
             }
@@ -148,9 +148,8 @@ impl Inner {
             );
             self.status.device = device;
             self.emit(CaptureEvent::Discontinuity);
-            if self.active {
-                self.kick_null_sink();
-            }
+            self.kick_null_sink();
+            self.apply_run();
         }
         self.refresh();
     }
@@ -183,9 +182,8 @@ impl Inner {
                     }
                     inner.status.device = Some(target.clone());
                     inner.emit(CaptureEvent::Discontinuity);
-                    if inner.active {
-                        inner.kick_null_sink();
-                    }
+                    inner.kick_null_sink();
+                    inner.apply_run();
                 });
             })),
         );
@@ -193,7 +191,9 @@ impl Inner {
 
     /// A null sink renders in blocks of up to 2 s while nobody asks for low latency;
     /// suspending and resuming it makes it pick up our latency at once instead of
-    /// swallowing the first block of audio.
+    /// swallowing the first block of audio. Done when the stream attaches to a sink (from
+    /// then on our stream, corked or not, holds the sink at our latency), never when it
+    /// uncorks for a new player: suspending the sink then cuts the player's beginning.
     pub(super) fn kick_null_sink(&mut self) {
         let Some(device) = self.status.device.clone() else {
             return;
@@ -214,23 +214,6 @@ impl Inner {
         let mut introspect = ctx.introspect();
         introspect.suspend_sink_by_name(&sink, true, None);
         introspect.suspend_sink_by_name(&sink, false, None);
-    }
-
-    pub(super) fn apply_cork(&mut self) {
-        let active = self.active;
-        let Some(stream) = self.stream.as_mut() else {
-            return;
-        };
-        if stream.get_state() != StreamState::Ready {
-            return;
-        }
-        stream.set_corked_state(!active, None);
-        if active {
-            self.emit(CaptureEvent::Discontinuity);
-            self.kick_null_sink();
-        } else {
-            debug!("nobody listens: corked the record stream");
-        }
     }
 
     /// Peeks, copies and discards everything readable, then hands it on.
@@ -257,7 +240,9 @@ impl Inner {
         if hole {
             self.emit(CaptureEvent::Discontinuity);
         }
-        if !buf.is_empty() && self.active {
+        // Corked means nothing to send: what the server still had queued at the cork is
+        // the end of a silence.
+        if !buf.is_empty() && self.active && !self.playing.corked {
             self.emit(CaptureEvent::Audio(&buf));
         }
         self.read_buf = buf;

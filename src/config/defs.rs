@@ -167,6 +167,22 @@ pub static OPTIONS: &[OptionDef] = &[
     },
     OptionDef {
         short: "",
+        long: "send-silence",
+        value: None,
+        help: "send every frame, silence included (default: nothing is sent while nothing plays)",
+        setting: Some(Setting {
+            set: |c, v| {
+                c.capture.send_silence = boolean(v)?;
+                Ok(())
+            },
+            show: |c| one(c.capture.send_silence),
+            reset: None,
+            reload: Restart(Capture),
+            example: "true",
+        }),
+    },
+    OptionDef {
+        short: "",
         long: "codec",
         value: Some("CODEC"),
         help: "opus or pcm (default opus)",

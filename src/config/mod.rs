@@ -28,6 +28,9 @@ pub struct CaptureConfig {
     /// which must never be recorded nor taken for the server's sink (it may outlive a
     /// run with `--microphone`, so it is ignored with the microphone off too).
     pub ignored_sinks: Vec<String>,
+    /// Record and send every frame, digital silence included, and never cork while
+    /// clients listen (for clients that need a frame every frame duration).
+    pub send_silence: bool,
 }
 
 /// The encode stage.
@@ -100,6 +103,7 @@ impl Default for Config {
                 latency_us: 20000,
                 sink_name: "novnc_audio".into(),
                 ignored_sinks: vec![crate::mic::feed_sink_name("novnc_mic")],
+                send_silence: false,
             },
             encoder: EncoderConfig {
                 codec: Codec::Opus,

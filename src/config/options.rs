@@ -61,7 +61,7 @@ impl RestartGroup {
     pub fn label(self) -> &'static str {
         match self {
             RestartGroup::Capture => {
-                "capture settings (device, rate, channels, latency, sink-name)"
+                "capture settings (device, rate, channels, latency, sink-name, send-silence)"
             }
             RestartGroup::Encoder => "codec, frame-ms or opus-application",
             RestartGroup::Listener => "host, port or path",

@@ -342,6 +342,19 @@ impl Hub {
                     close_with = Some((CloseCode::from(r.code), r.reason));
                     break;
                 }
+                Ok(Message::Text(text)) => {
+                    more = true;
+                    // The module's playout report (src/playout.rs); anything else is refused
+                    // there, logged once per client, and changes nothing else.
+                    let now = std::time::Instant::now();
+                    if let Err((e, first)) = self.stats.playout.receive(id, peer, now, &text) {
+                        if first {
+                            info!("client {peer}: playout report refused: {e}");
+                        } else {
+                            debug!("client {peer}: playout report refused: {e}");
+                        }
+                    }
+                }
                 Ok(_) => more = true, // data, pings (answered by tungstenite), pongs: ignored
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(tungstenite::Error::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}

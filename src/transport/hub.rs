@@ -12,10 +12,11 @@ use std::time::{Duration, Instant};
 
 use glib::{ControlFlow, IOCondition, SourceId};
 use log::{debug, info, warn};
+use tungstenite::Message;
 
 use super::client_io::{ClientIo, Flush};
 use super::conn::{Conn, ConnKind, HttpConn, WsRole};
-use super::{remove_source, TransportHooks, ACCEPT_PAUSE, STALL_LIMIT};
+use super::{remove_source, TransportHooks, ACCEPT_PAUSE, PING_CHECK, PING_IDLE, STALL_LIMIT};
 use crate::audio::Codec;
 use crate::config::WebSocketConfig;
 use crate::pipeline::FrameSink;
@@ -38,6 +39,8 @@ pub(super) struct Hub {
     pub(super) hooks: Rc<TransportHooks>,
     pub(super) stats: TransportStats,
     pub(super) listening: bool,
+    /// While clients are connected: the timer that pings the idle ones.
+    pub(super) ping_timer: Option<SourceId>,
     /// accept() is failing (out of descriptors): logged once per episode.
     pub(super) accept_failing: bool,
     pub(super) shut_down: bool,
@@ -220,9 +223,51 @@ impl Hub {
         let listening = self.stats.clients > 0;
         if listening != self.listening {
             self.listening = listening;
+            if let Some(t) = self.ping_timer.take() {
+                remove_source(t);
+            }
+            if listening {
+                let weak = self.weak.clone();
+                self.ping_timer = Some(glib::timeout_add_local(PING_CHECK, move || {
+                    match weak.upgrade() {
+                        Some(hub) => {
+                            hub.borrow_mut().ping_idle();
+                            ControlFlow::Continue
+                        }
+                        None => ControlFlow::Break,
+                    }
+                }));
+            }
             let hooks = self.hooks.clone();
             // Outside of our borrow: the hook reaches into the capture.
             glib::timeout_add_local_once(Duration::ZERO, move || (hooks.on_listening)(listening));
+        }
+    }
+
+    /// Pings every WebSocket client nothing was written to for [`PING_IDLE`]: while nothing
+    /// plays no audio is sent, and proxies close connections that stay quiet (nginx after
+    /// 60 s by default). A few bytes every 15-20 s.
+    fn ping_idle(&mut self) {
+        let now = Instant::now();
+        let mut to_flush = Vec::new();
+        for (&id, conn) in self.conns.iter_mut() {
+            let waiting_for_out = conn.out_source.is_some();
+            let ConnKind::Ws(w) = &mut conn.kind else {
+                continue;
+            };
+            // A client whose socket is full has bytes pending anyway.
+            if w.closing || waiting_for_out || now - w.ws.get_ref().last_progress < PING_IDLE {
+                continue;
+            }
+            // tungstenite puts the frame into the client's queue (ClientIo), in order with
+            // the audio; flush() below writes it.
+            if w.ws.write(Message::Ping(Default::default())).is_ok() && w.ws.flush().is_ok() {
+                to_flush.push(id);
+            }
+        }
+        self.stats.pings_sent += to_flush.len() as u64;
+        for id in to_flush {
+            self.flush(id);
         }
     }
 
@@ -329,6 +374,7 @@ impl Hub {
                 WsRole::Speaker { .. } => info!("speaker {} disconnected", conn.peer),
                 WsRole::Listener(codec) => {
                     self.stats.clients -= 1;
+                    self.stats.playout.forget(id);
                     match codec {
                         Codec::Opus => self.stats.opus_clients -= 1,
                         Codec::Pcm => self.stats.pcm_clients -= 1,

@@ -51,6 +51,10 @@ pub(crate) const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 pub(crate) const MAX_MESSAGES_PER_WAKEUP: usize = 32;
 /// A client whose socket accepted nothing for this long is disconnected.
 pub(crate) const STALL_LIMIT: Duration = Duration::from_secs(30);
+/// A WebSocket client nothing was written to for this long gets a ping.
+pub(crate) const PING_IDLE: Duration = Duration::from_secs(15);
+/// How often the idle clients are looked for (only while clients are connected).
+pub(crate) const PING_CHECK: Duration = Duration::from_secs(5);
 
 /// The listening socket could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +156,7 @@ impl Transport {
                 hooks: Rc::new(hooks),
                 stats: TransportStats::default(),
                 listening: false,
+                ping_timer: None,
                 accept_failing: false,
                 shut_down: false,
             })

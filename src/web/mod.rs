@@ -9,6 +9,7 @@ mod asset_table;
 pub mod assets;
 pub mod http;
 pub mod novnc;
+mod playout;
 pub mod stats;
 
 pub use access::{Codecs, TokenError};

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use super::http::json_string;
 use crate::config::Config;
-use crate::stats::{PulseState, Stats};
+use crate::stats::{CaptureActivity, PulseState, Run, Stats};
 
 /// Escapes a Prometheus label value: backslash, double quote and line feed, as the text
 /// exposition format asks.
@@ -43,7 +43,9 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
             "\"frames_sent\":{},\"bytes_sent\":{},",
             "\"frames_dropped\":{{\"slow_client\":{},\"encode_error\":{}}},",
             "\"clients_disconnected_stalled\":{},\"requests_rejected\":{{{}}},",
-            "\"microphone\":{},\"reconnects\":{}}}\n"
+            "\"capture\":{},\"capture_idle_reason\":{},\"frames_skipped_silence\":{},",
+            "\"pings_sent\":{},\"playout\":{},\"microphone\":{},",
+            "\"reconnects\":{}}}\n"
         ),
         stats.uptime.as_secs_f64(),
         json_string(c.state.name()),
@@ -69,6 +71,16 @@ pub fn render_json(stats: &Stats, config: &Config) -> String {
         stats.pipeline.encode_errors,
         t.disconnected_stalled,
         rejected,
+        json_string(stats.capture_activity().name()),
+        match (stats.capture_activity(), c.run) {
+            (CaptureActivity::Idle, Run::NothingPlays) => json_string("nothing_plays"),
+            (CaptureActivity::Idle, Run::NoListener) => json_string("no_client"),
+            (CaptureActivity::Idle, Run::Record) => json_string("no_stream"),
+            _ => "null".into(),
+        },
+        stats.pipeline.frames_skipped_silence,
+        t.pings_sent,
+        super::playout::json(&t.playout, std::time::Instant::now()),
         mic_json(stats),
         c.reconnects,
     )
@@ -137,6 +149,18 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
         "gauge",
         "1 while a record stream is attached.",
         u8::from(c.recording).to_string(),
+    );
+    metric(
+        "frames_skipped_silence_total",
+        "counter",
+        "Frames of digital silence neither encoded nor sent.",
+        stats.pipeline.frames_skipped_silence.to_string(),
+    );
+    metric(
+        "pings_sent_total",
+        "counter",
+        "WebSocket pings sent to idle clients.",
+        t.pings_sent.to_string(),
     );
     metric(
         "sink_created",
@@ -241,6 +265,21 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
             metric(name, kind, help, value.to_string());
         }
     }
+    let activity = stats.capture_activity();
+    let _ = write!(
+        s,
+        "# HELP novnc_audio_capture 1 for what the capture is doing: active, idle (corked: \
+         no client or nothing plays) or skipping_silence.\n\
+         # TYPE novnc_audio_capture gauge\n"
+    );
+    for a in CaptureActivity::ALL {
+        let _ = writeln!(
+            s,
+            "novnc_audio_capture{{state=\"{}\"}} {}",
+            a.name(),
+            u8::from(a == activity)
+        );
+    }
     let _ = write!(
         s,
         "# HELP novnc_audio_frames_dropped_total Frames not delivered, by reason.\n\
@@ -259,6 +298,7 @@ pub fn render_prometheus(stats: &Stats, config: &Config) -> String {
         config.encoder.bitrate,
         label_value(c.device.as_deref().unwrap_or(""))
     );
+    super::playout::prometheus(&t.playout, &mut s);
     s
 }
 
@@ -277,6 +317,7 @@ mod tests {
                 sink_created: true,
                 reconnects: 2,
                 recording: true,
+                run: Run::Record,
             },
             transport: TransportStats {
                 clients: 3,
@@ -299,8 +340,14 @@ mod tests {
         assert!(json.contains("\"device\":\"novnc_audio.monitor\""));
         assert!(json.contains("\"clients\":3,"));
         assert!(json.contains("\"reconnects\":2}"));
+        assert!(json.contains("\"capture\":\"active\",\"capture_idle_reason\":null,"));
         let prom = render_prometheus(&stats, &config);
         assert!(prom.contains("\nnovnc_audio_clients 3\n"));
+        assert!(
+            prom.contains("\nnovnc_audio_capture{state=\"active\"} 1\n"),
+            "{prom}"
+        );
+        assert!(prom.contains("\nnovnc_audio_capture{state=\"idle\"} 0\n"));
         assert!(prom.contains("novnc_audio_frames_dropped_total{reason=\"slow_client\"} 0"));
     }
 
@@ -349,6 +396,32 @@ mod tests {
         ] {
             assert!(prom.contains(line), "{line} missing:\n{prom}");
         }
+    }
+
+    #[test]
+    fn capture_activity_is_idle_skipping_or_active() {
+        let config = Config::default();
+        let mut s = stats("novnc_audio.monitor");
+        s.capture.run = Run::NothingPlays;
+        s.pipeline.frames_skipped_silence = 7;
+        let json = render_json(&s, &config);
+        assert!(
+            json.contains("\"capture\":\"idle\",\"capture_idle_reason\":\"nothing_plays\",\"frames_skipped_silence\":7,\"pings_sent\":0,"),
+            "{json}"
+        );
+        let prom = render_prometheus(&s, &config);
+        assert!(
+            prom.contains("\nnovnc_audio_capture{state=\"idle\"} 1\n"),
+            "{prom}"
+        );
+        assert!(prom.contains("\nnovnc_audio_frames_skipped_silence_total 7\n"));
+        s.capture.run = Run::NoListener;
+        assert!(render_json(&s, &config).contains("\"capture_idle_reason\":\"no_client\""));
+        s.capture.run = Run::Record;
+        s.pipeline.skipping_silence = true;
+        assert!(render_json(&s, &config).contains("\"capture\":\"skipping_silence\""));
+        let prom = render_prometheus(&s, &config);
+        assert!(prom.contains("\nnovnc_audio_capture{state=\"skipping_silence\"} 1\n"));
     }
 
     #[test]

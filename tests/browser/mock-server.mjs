@@ -107,7 +107,16 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
   let timer;
   let queueUntil = 0;
   let stallUntil = 0;
-  const ctl = { loseEvery: 0 };
+  const ctl = { loseEvery: 0, silentUntil: 0 };
+  const outbox = [];
+  let pumpTimer;
+  const pump = () => {
+    const now = performance.now();
+    while (outbox.length && outbox[0].at <= now + 0.5) {
+      for (const [ws, msg] of outbox.shift().out) if (ws.readyState === 1) ws.send(msg);
+    }
+    if (outbox.length) pumpTimer = setTimeout(pump, Math.max(0, outbox[0].at - now));
+  };
   const tick = () => {
     const now = performance.now();
     while (next <= now) {
@@ -137,10 +146,17 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
       queueUntil = now + delay;
       // A lost frame: its timestamp is used, the frame never sent (a client that gets a hole).
       if (ctl.loseEvery && sent % ctl.loseEvery === 0) continue;
-      for (const ws of clients) {
-        const msg = ws.pcm ? buf : opusBuf;
-        if (delay) setTimeout(() => ws.readyState === 1 && ws.send(msg), delay);
-        else if (ws.readyState === 1) ws.send(msg);
+      // Silence the daemon skipped: nothing sent, the timestamps run on (a new talk spurt after).
+      if (now < ctl.silentUntil) continue;
+      // Delayed frames go through one queue, sent in order (timers of different lengths that
+      // expire together may fire out of order; TCP never reorders).
+      const out = [...clients].map((ws) => [ws, ws.pcm ? buf : opusBuf]);
+      if (delay || outbox.length) {
+        outbox.push({ at: now + delay, out });
+        clearTimeout(pumpTimer);
+        pumpTimer = setTimeout(pump, Math.max(0, outbox[0].at - performance.now()));
+      } else {
+        for (const [ws, msg] of out) if (ws.readyState === 1) ws.send(msg);
       }
     }
     timer = setTimeout(tick, Math.max(1, next - performance.now()));
@@ -158,8 +174,11 @@ export function startMockServer({ port = 0, host = '127.0.0.1', freq = 440, jitt
         stall(ms) { stallUntil = performance.now() + ms; },
         /** Lose one frame in every n (0: none): holes in the timestamps, as a dropped frame. */
         loseEvery(n) { ctl.loseEvery = n; },
+        /** Send nothing for ms (as the daemon skipping silence): a timestamp gap, then audio. */
+        silence(ms) { ctl.silentUntil = performance.now() + ms; },
         close() {
           clearTimeout(timer);
+          clearTimeout(pumpTimer);
           for (const ws of clients) ws.terminate();
           const p = new Promise((r) => server.close(() => r()));
           server.closeAllConnections();

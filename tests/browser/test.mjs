@@ -427,6 +427,24 @@ test(`the jitter buffer stays within its bound over ${WINDOW_S} s (scheduled, pl
   plainPage = null;
 });
 
+test("the daemon's /stats and /metrics show what the page hears (its playout report)", async (t) => {
+  assert.ok(mainPage, 'needs the playing page');
+  if (backend.kind !== 'daemon') { t.skip('the mock server keeps no stats'); return; }
+  // The page has played for WINDOW_S: it has reported (every 5 s) at least once.
+  const mine = await mainPage.evaluate(() => ({ latencyMs: window.novncAudio.stats.latencyMs, output: window.novncAudio.stats.output }));
+  const stats = await (await fetch(new URL('stats', backend.base))).json();
+  log(`daemon's playout stats: ${JSON.stringify(stats.playout)}`);
+  assert.ok(stats.playout, '/stats has a playout section');
+  assert.ok(stats.playout.reports >= 1, 'reports were taken');
+  const worklet = stats.playout.clients.filter((c) => c.output === 'worklet');
+  assert.ok(worklet.length >= 1, 'the page is listed with its output');
+  assert.ok(worklet.some((c) => Math.abs(c.latency_ms - mine.latencyMs) < 60 && c.age_s < 6),
+    `a recent report close to the page's latency (${mine.latencyMs} ms)`);
+  const metrics = await (await fetch(new URL('metrics', backend.base))).text();
+  assert.match(metrics, /novnc_audio_client_latency_ms_count [1-9]/);
+  assert.match(metrics, /novnc_audio_client_playout_ms\{client="127\.0\.0\.1:\d+",figure="latency"\}/);
+});
+
 test('screenshot of the listen page', async () => {
   assert.ok(mainPage, 'needs the playing page');
   fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
@@ -481,6 +499,17 @@ test("codec 'pcm' plays too (and a page where sound was enabled before starts by
   await page.close();
 });
 
+/** Median of the buffered level over ms, polled every 100 ms. */
+async function bufferedMedian(page, ms) {
+  return page.evaluate(async (ms) => {
+    const v = [];
+    const end = performance.now() + ms;
+    while (performance.now() < end) { v.push(window.novncAudio.stats.bufferedMs); await new Promise((r) => setTimeout(r, 100)); }
+    v.sort((a, b) => a - b);
+    return v[v.length >> 1];
+  }, ms);
+}
+
 async function stallAndBurst(plain) {
   // Needs control over delivery, so this one always uses the mock server, whatever the backend.
   const mock = await startMockServer({ freq: TONE_HZ });
@@ -489,51 +518,222 @@ async function stallAndBurst(plain) {
     await page.goto(listenUrl('?autostart=0&codec=pcm', { plain, wsUrl: `ws://127.0.0.1:${mock.port}/audio` }));
     await page.click('#play');
     await waitPlaying(page);
-    await sleep(500);
+    await sleep(6000);  // past the start-up backlog and the first jitter window
+    const before = await bufferedMedian(page, 2000);
     const s0 = (await audioState(page)).stats;
-    mock.stall(400);  // 400 ms of audio arrives at once: above the 200 ms bound
+    mock.stall(400);  // 400 ms of audio arrives at once
     await sleep(1500);
     const s1 = (await audioState(page)).stats;
-    log(`stall (${plain ? 'scheduled' : 'worklet'}): underruns +${s1.underruns - s0.underruns}, drops +${s1.droppedForLatency - s0.droppedForLatency} ` +
+    const label = plain ? 'scheduled' : 'worklet';
+    log(`stall (${label}): underruns +${s1.underruns - s0.underruns}, drops +${s1.droppedForLatency - s0.droppedForLatency} ` +
       `(${(s1.droppedMs - s0.droppedMs).toFixed(0)} ms), buffered now ${s1.bufferedMs.toFixed(1)} ms, ` +
-      `working target ${s0.targetMs} -> ${s1.targetMs} ms`);
+      `target ${s0.targetMs.toFixed(1)} -> ${s1.targetMs.toFixed(1)} ms (late p99 ${s1.lateP99Ms.toFixed(1)} ms)`);
     assert.ok(s1.underruns > s0.underruns, 'the stall ran the buffer dry: an underrun is counted');
-    assert.ok(s1.targetMs > s0.targetMs && s1.targetMs <= 160, `the working target adapts (${s0.targetMs} -> ${s1.targetMs} ms)`);
-    assert.ok(s1.droppedForLatency > s0.droppedForLatency, 'the burst was dropped for latency');
-    assert.ok(s1.droppedMs - s0.droppedMs >= 100, 'at least the excess over the bound was dropped');
-    assert.ok(s1.bufferedMs <= 200, `buffered ${s1.bufferedMs} ms after the burst`);
-    const played = await page.evaluate(() => window.novncAudio.state);
-    assert.equal(played, 'playing');
+    assert.ok(s1.targetMs > s0.targetMs, `the target follows the late frames (${s0.targetMs} -> ${s1.targetMs} ms)`);
+    assert.ok(s1.droppedMs - s0.droppedMs >= 100, 'the backlog above the target was dropped');
+    assert.ok(s1.bufferedMs <= s1.targetMs + 60, `buffered ${s1.bufferedMs} ms after the burst (target ${s1.targetMs})`);
+    assert.equal(await page.evaluate(() => window.novncAudio.state), 'playing');
     assertTone(await dominant(page), 'after the burst');
 
-    // A smaller burst stays under the bound, but the slack it leaves is trimmed within ~2 s.
-    await sleep(2500);
-    mock.stall(160);
-    await sleep(400);
-    const s2 = (await audioState(page)).stats;
-    // The trim comes after the first full 2 s window without the buffer running low: 2..4 s.
-    const t0 = Date.now();
-    let s3 = s2;
-    while (Date.now() - t0 < 8000) {
-      await sleep(200);
-      s3 = (await audioState(page)).stats;
-      if (s3.droppedForLatency > s2.droppedForLatency && s3.maxBufferedMs <= s3.targetMs + 40) break;
+    // No ratchet: back to where it was within 10 s of the stall.
+    const t0 = Date.now() - 1500 - 7 * 150;
+    let back = null, now = s1;
+    while (Date.now() - t0 < 12000) {
+      now = (await audioState(page)).stats;
+      if (now.targetMs <= s0.targetMs + 3) {
+        const m = await bufferedMedian(page, 1000);
+        if (m <= before + 10) { back = Date.now() - t0; break; }
+      } else {
+        await sleep(250);
+      }
     }
-    log(`small burst: buffered max ${s2.maxBufferedMs.toFixed(1)} ms just after, trimmed to ${s3.bufferedMs.toFixed(1)} ms ` +
-      `(window max ${s3.maxBufferedMs.toFixed(1)}) ${Date.now() - t0 + 400} ms later; drops +${s3.droppedForLatency - s2.droppedForLatency}`);
-    assert.ok(s2.maxBufferedMs > 120, 'the burst raised the fill level');
-    assert.ok(s3.droppedForLatency > s2.droppedForLatency, 'the slack was dropped');
-    // (Steady state peaks at about target + 10..30 ms; the working target is 60 ms plus 20 ms per
-    // recent underrun.)
-    assert.ok(s3.maxBufferedMs <= s3.targetMs + 40, `the slack was trimmed (fill ${s3.maxBufferedMs} ms, target ${s3.targetMs})`);
+    log(`no ratchet (${label}): buffered median ${before.toFixed(1)} ms before; target ${s0.targetMs.toFixed(1)} -> ${now.targetMs.toFixed(1)} ms; ` +
+      `back ${back === null ? 'never' : `${back} ms`} after the stall`);
+    assert.ok(back !== null && back <= 10000, `back to the LAN figure within 10 s (${back} ms)`);
   } finally {
     await page.close();
     await mock.close();
   }
 }
 
-test('a stall and burst above the bound is dropped back to the target and counted (worklet)', () => stallAndBurst(false));
-test('a stall and burst above the bound is dropped back to the target and counted (scheduled)', () => stallAndBurst(true));
+test('a stall: counted, the backlog dropped, back to the LAN latency within 10 s (worklet)', () => stallAndBurst(false));
+test('a stall: counted, the backlog dropped, back to the LAN latency within 10 s (scheduled)', () => stallAndBurst(true));
+
+/**
+ * Records the page's rendered output (after the module's gain, on the audio thread by an
+ * AudioWorklet, so a secure page) for ms, then counts the
+ * discontinuities: sample steps larger than a sine of the tone's frequency and the recording's
+ * peak amplitude can make, with 60 % headroom (the Opus coding error, a crossfade's slope).
+ */
+async function recordDiscontinuities(page, ms, during) {
+  await page.evaluate(async (ms) => {
+    const a = window.novncAudio;
+    const ctx = a.audioContext;
+    const chunks = [];
+    const want = Math.ceil(ms / 1000 * ctx.sampleRate);
+    let got = 0;
+    const events = [];
+    let prev = '';
+    const poll = setInterval(() => {
+      const st = a.stats;
+      const k = `u${st.underruns} d${st.droppedForLatency} g${st.gaps} s${st.spurts}`;
+      if (k !== prev) { events.push([+ctx.currentTime.toFixed(3), k]); prev = k; }
+    }, 20);
+    window.__rec = { chunks, events, t0: ctx.currentTime, done: () => got >= want };
+    {
+      // On the audio thread, where the main thread cannot make the recording lose anything
+      // (a ScriptProcessorNode, the only recorder plain-http pages have, loses a render quantum
+      // at its buffer boundaries now and then in Chromium: the scheduled output is recorded on a
+      // secure page instead, its behaviour does not depend on the origin).
+      const src = `registerProcessor('rec', class extends AudioWorkletProcessor {
+        constructor(o) { super(); this.buf = new Float32Array(o.processorOptions.want); this.n = 0; this.t0 = null; }
+        process(inputs) {
+          const x = inputs[0] && inputs[0][0];
+          if (this.n < this.buf.length) {
+            if (this.t0 === null) this.t0 = currentTime;
+            const k = Math.min(x ? x.length : 128, this.buf.length - this.n);
+            if (x) this.buf.set(x.subarray(0, k), this.n);
+            this.n += k;
+            if (this.n >= this.buf.length) this.port.postMessage({ buf: this.buf, t0: this.t0 });
+          }
+          return true;
+        } });`;
+      const url = URL.createObjectURL(new Blob([src], { type: 'text/javascript' }));
+      await ctx.audioWorklet.addModule(url);
+      const rec = new AudioWorkletNode(ctx, 'rec', { numberOfInputs: 1, numberOfOutputs: 0, processorOptions: { want } });
+      rec.port.onmessage = (e) => { chunks.push(e.data.buf); window.__rec.t0 = e.data.t0; got = want; clearInterval(poll); };
+      a.analyser.connect(rec);
+      window.__rec.rec = rec;
+    }
+  }, ms);
+  await during();
+  await page.waitForFunction(() => window.__rec.done(), null, { timeout: ms + 20000, polling: 200 });
+  return page.evaluate((hz) => {
+    const { chunks, rec } = window.__rec;
+    window.novncAudio.analyser.disconnect(rec);
+    const rate = window.novncAudio.audioContext.sampleRate;
+    const x = new Float32Array(chunks.reduce((n, c) => n + c.length, 0));
+    let o = 0;
+    for (const c of chunks) { x.set(c, o); o += c.length; }
+    let peak = 0;
+    for (const v of x) peak = Math.max(peak, Math.abs(v));
+    const limit = 1.6 * peak * 2 * Math.PI * hz / rate;
+    const jumps = [];
+    let silent = 0;
+    for (let i = 1; i < x.length; i++) {
+      const d = Math.abs(x[i] - x[i - 1]);
+      if (d > limit) jumps.push({ at: i, step: d, around: Array.from(x.subarray(Math.max(0, i - 4), i + 4), (v) => +v.toFixed(3)) });
+      if (Math.abs(x[i]) < 0.001) silent++;
+    }
+    for (const j of jumps) j.t = +(window.__rec.t0 + j.at / rate).toFixed(3);
+    return { samples: x.length, peak, limit, jumps: jumps.length, first: jumps.slice(0, 5), silentMs: silent * 1000 / rate,
+      recorder: rec.constructor.name,
+      events: window.__rec.events, t0: window.__rec.t0 };
+  }, TONE_HZ);
+}
+
+for (const scheduled of [false, true]) {
+  const label = scheduled ? 'scheduled, WebAssembly Opus' : 'worklet, WebCodecs Opus';
+  test(`a pure tone through underruns, stalls and lost frames has no discontinuity (${label})`, async (t) => {
+    const mock = await startMockServer({ freq: TONE_HZ });
+    if (mock.codec !== 'opus') {
+      await mock.close();
+      assert.ok(!process.env.CI, 'opusenc is missing: the mock cannot send Opus');
+      t.skip('no opusenc: the mock cannot send Opus');
+      return;
+    }
+    const page = await browser.newPage();
+    try {
+      const query = scheduled ? '?autostart=0&output=scheduled&decoder=wasm' : '?autostart=0';
+      await page.goto(listenUrl(query, { wsUrl: `ws://127.0.0.1:${mock.port}/audio` }));
+      await page.click('#play');
+      await waitPlaying(page);
+      await sleep(1500);
+      const s0 = (await audioState(page)).stats;
+      assert.equal(s0.output, scheduled ? 'scheduled' : 'worklet');
+      const r = await recordDiscontinuities(page, 8000, async () => {
+        await sleep(1000);
+        mock.stall(150);           // underruns: the buffer holds less than that
+        await sleep(2000);
+        mock.loseEvery(13);        // lost frames: concealed (PLC), or crossfaded (WebCodecs)
+        await sleep(1500);
+        mock.loseEvery(0);
+        mock.stall(250);
+        await sleep(1500);
+        mock.silence(600);         // the daemon skipped silence: a new talk spurt after
+      });
+      const s1 = (await audioState(page)).stats;
+      log(`discontinuities (${label}, ${r.recorder}): ${r.jumps} in ${(r.samples / 48).toFixed(0)} ms (limit ${r.limit.toFixed(4)}, peak ${r.peak.toFixed(3)}, ` +
+        `silent ${r.silentMs.toFixed(0)} ms); underruns +${s1.underruns - s0.underruns}, gaps +${s1.gaps - s0.gaps}, ` +
+        `concealed +${s1.concealedFrames - s0.concealedFrames}, spurts +${s1.spurts - s0.spurts}, drops +${s1.droppedForLatency - s0.droppedForLatency}; ` +
+        `first: ${JSON.stringify(r.first)}; recording from ${r.t0}, events ${JSON.stringify(r.events)}`);
+      assert.ok(s1.underruns - s0.underruns >= 1, 'the stalls ran the buffer dry');
+      assert.ok(s1.gaps - s0.gaps >= 3, 'frames were lost');
+      assert.ok(s1.spurts - s0.spurts >= 1, 'the silence was seen as a new talk spurt');
+      assert.ok(r.peak > 0.2, `the tone was recorded (peak ${r.peak})`);
+      assert.equal(r.jumps, 0, `discontinuities in the rendered tone: ${JSON.stringify(r.first)}`);
+    } finally {
+      await page.close();
+      await mock.close();
+    }
+  });
+}
+
+test('a new talk spurt (timestamps jump after silence) starts at once at the target, not counted as an underrun', async () => {
+  const mock = await startMockServer({ freq: TONE_HZ });
+  const page = await browser.newPage();
+  try {
+    await page.goto(listenUrl('?autostart=0&codec=pcm', { wsUrl: `ws://127.0.0.1:${mock.port}/audio` }));
+    await page.click('#play');
+    await waitPlaying(page);
+    await sleep(6000);
+    const s0 = (await audioState(page)).stats;
+    mock.silence(1000);
+    await sleep(1400);  // 1 s of nothing, then 400 ms of the new spurt
+    const s1 = (await audioState(page)).stats;
+    const m = await bufferedMedian(page, 1000);
+    log(`talk spurt: spurts +${s1.spurts - s0.spurts}, underruns +${s1.underruns - s0.underruns}, buffered median after ${m.toFixed(1)} ms, ` +
+      `target ${s1.targetMs.toFixed(1)} ms, frame ${s1.frameMs} ms`);
+    assert.equal(s1.spurts - s0.spurts, 1);
+    assert.equal(s1.underruns, s0.underruns, 'a pause of the stream is not an underrun');
+    assert.ok(m <= s1.targetMs + s1.frameMs + 10, `plays at the target after the spurt (median ${m} ms)`);
+    assertTone(await dominant(page), 'after a talk spurt');
+  } finally {
+    await page.close();
+    await mock.close();
+  }
+});
+
+test('lip sync: audioDelayMs adds delay, the stream position and the playout delay follow', async () => {
+  const page = await browser.newPage();
+  try {
+    await page.goto(listenUrl('?autostart=0&codec=pcm'));
+    await page.click('#play');
+    await waitPlaying(page);
+    await sleep(3000);
+    const read = () => page.evaluate(async () => {
+      const a = window.novncAudio;
+      await new Promise((r) => setTimeout(r, 600));
+      return { delay: a.playoutDelayMs, pos: a.streamPositionMs, buffered: a.stats.bufferedMs, target: a.stats.targetMs,
+        src: a.stats.outputLatencySource, slider: document.getElementById('delayval').textContent };
+    });
+    const r0 = await read();
+    await page.fill('#delay', '200');
+    await page.dispatchEvent('#delay', 'input');
+    await sleep(4000);
+    const r1 = await read();
+    log(`lip sync: ${JSON.stringify(r0)} -> ${JSON.stringify(r1)}`);
+    assert.equal(r1.slider, '200 ms');
+    assert.ok(Number.isFinite(r0.pos) && r0.pos > 0, 'the stream position is known');
+    assert.ok(r1.target >= 200, `the target takes the delay (${r0.target} -> ${r1.target})`);
+    assert.ok(r1.delay >= r0.delay + 150, `the playout delay shows it (${r0.delay} -> ${r1.delay})`);
+    assert.ok(r0.src, 'says where the output latency comes from');
+    assert.equal(await page.evaluate(() => localStorage.getItem('novnc-audio.delay')), '200');
+    await page.evaluate(() => { localStorage.removeItem('novnc-audio.delay'); window.novncAudio.stop(); });
+  } finally {
+    await page.close();
+  }
+});
 
 test('where WebCodecs is missing, Opus is decoded by WebAssembly (secure page, worklet)', async () => {
   const page = await openPage('?autostart=0', () => { delete window.AudioDecoder; delete window.EncodedAudioChunk; });
@@ -573,6 +773,36 @@ test("codec 'opus' where nothing can decode it is an error with a clear reason",
   assert.match(s.reason, /secure context.*WebAssembly/);
   assert.match(await page.textContent('#reason'), /WebAssembly/);
   await page.close();
+});
+
+test('a URL that reaches websockify (not our wire format) is an error that says so', async () => {
+  // A bare WebSocket server that greets like websockify relaying a VNC server: "RFB 003.008\n".
+  const { createHash } = await import('node:crypto');
+  const server = net.createServer((sock) => {
+    sock.once('data', (head) => {
+      const key = /Sec-WebSocket-Key: *(\S+)/i.exec(head.toString())[1];
+      const accept = createHash('sha1').update(key + '258EAFA5-E914-47DA-95CA-C5AB0DC85B11').digest('base64');
+      const proto = /Sec-WebSocket-Protocol: *([^,\r\n]+)/i.exec(head.toString());
+      sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+        `Sec-WebSocket-Accept: ${accept}\r\n${proto ? `Sec-WebSocket-Protocol: ${proto[1].trim()}\r\n` : ''}\r\n`);
+      const rfb = Buffer.from('RFB 003.008\n');
+      sock.write(Buffer.concat([Buffer.from([0x82, rfb.length]), rfb]));
+    });
+    sock.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const wsUrl = `ws://127.0.0.1:${server.address().port}/websockify`;
+  const page = await browser.newPage();
+  try {
+    await page.goto(listenUrl('?autostart=0', { plain: true, wsUrl }));
+    await page.click('#play');
+    await waitFor(page, () => window.novncAudio.state === 'error', null, 5000, 'state error');
+    const s = await audioState(page);
+    assert.match(s.reason, /not a novnc-audio stream \(codec byte 0x30\)/);
+  } finally {
+    await page.close();
+    server.close();
+  }
 });
 
 test('a lost frame is concealed by the decoder (WebAssembly Opus, plain http)', async (t) => {

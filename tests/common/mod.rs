@@ -19,6 +19,7 @@
 //! | `hearing.rs`   | hearing a tone on several clients over time                        |
 //! | `mic.rs`       | a speaker on `/mic` and a recorder on a source (the microphone)    |
 //! | `skip.rs`      | skipping a test with a reason, and failing instead under CI=true   |
+//! | `pipewire.rs`  | a private PipeWire session (pipewire-pulse on the harness' socket) |
 //! | `scenarios.rs` | the restart and sink-unload scenarios shared by the scenario tests |
 #![allow(dead_code)]
 
@@ -28,6 +29,7 @@ mod frames;
 mod hearing;
 mod http;
 mod mic;
+mod pipewire;
 mod pulse;
 pub mod scenarios;
 mod skip;
@@ -38,8 +40,8 @@ mod ws;
 // Each test file uses a part of the harness; the rest of it is no defect there.
 #[allow(unused_imports)]
 pub use {
-    audio::*, daemon::*, frames::*, hearing::*, http::*, mic::*, pulse::*, skip::*, stats::*,
-    tone::*, ws::*,
+    audio::*, daemon::*, frames::*, hearing::*, http::*, mic::*, pipewire::*, pulse::*, skip::*,
+    stats::*, tone::*, ws::*,
 };
 
 use std::process::Command;

@@ -31,6 +31,17 @@ impl Stats {
         self.try_u64(path).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// The string at `path`, or "null" for a JSON null; panics when it is missing.
+    pub fn str(&self, path: &str) -> String {
+        let pointer = format!("/{}", path.replace('.', "/"));
+        match self.0.pointer(&pointer) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) => "null".into(),
+            Some(v) => panic!("/stats {path} is {v}, not a string: {self}"),
+            None => panic!("/stats has no {path}: {self}"),
+        }
+    }
+
     fn try_u64(&self, path: &str) -> Result<u64, String> {
         let pointer = format!("/{}", path.replace('.', "/"));
         match self.0.pointer(&pointer) {

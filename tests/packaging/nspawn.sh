@@ -301,7 +301,18 @@ if as_user systemctl --user start novnc-audio; then
 fi
 if [ "$(as_user systemctl --user is-active novnc-audio 2>/dev/null)" = active ]; then
 	ok "user unit: systemctl --user start novnc-audio: active"
+	# Something to hear in the user's PulseAudio (nothing is sent while nothing plays), once
+	# the daemon's null sink is there.
+	n=0
+	until as_user pactl list short sinks 2>/dev/null | grep -q novnc_audio || [ $n -ge 50 ]; do
+		sleep 0.1
+		n=$((n + 1))
+	done
+	as_user systemd-run --user --quiet --unit=novnc-noise \
+		pacat --raw --format=s16le --rate=48000 --channels=2 --volume=4000 /dev/urandom ||
+		say "warning: could not start the user's noise source"
 	frames "frames from the user unit (the user's PulseAudio)"
+	as_user systemctl --user stop novnc-noise 2>/dev/null || true
 	as_user systemctl --user stop novnc-audio
 	r=$(as_user systemctl --user show -p Result --value novnc-audio)
 	[ "$r" = success ] && ok "user unit: stopped cleanly" || bad "user unit stop: Result=$r"

@@ -66,7 +66,7 @@ export class WebCodecsOpusDecoder {
         data.copyTo(p, { planeIndex: c, format: 'f32-planar' });
         planes.push(p);
       }
-      this._onAudio(planes, frames, data.sampleRate);
+      this._onAudio(planes, frames, data.sampleRate, data.timestamp / 1000);
     } catch (e) {
       this._onError(e);
     } finally {

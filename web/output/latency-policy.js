@@ -1,85 +1,143 @@
-// latency-policy.js: the jitter-buffer rules both output paths follow, in milliseconds.
+// latency-policy.js: the jitter-buffer rules both output paths follow (WebRTC NetEq's ideas, in
+// milliseconds of audio).
 //
 // The worklet path keeps its buffer in a ring on the audio thread; the scheduled path keeps it as
-// AudioBufferSourceNodes queued on the AudioContext timeline. Both ask this one object when to
-// start, how much to drop and when an underrun happened, so they behave the same:
-// - playback starts, and restarts after an underrun, once the fill reaches the working target;
-// - above maxMs the oldest audio is dropped back to the working target;
-// - if the fill never went below target + 20 ms for 2 s, that slack is pure delay: it is trimmed
-//   back to the target on the next arrival;
-// - adaptive: each underrun raises the working target by 20 ms (keeping 40 ms below maxMs);
-//   10 s without one lowers it by 10 ms again, down to the configured target.
+// AudioBufferSourceNodes queued on the AudioContext timeline. Both ask this one object how to
+// start, how fast to play and when to drop, so they behave the same:
+// - The target is a low-water mark: the fill just before a frame arrives. It is the highest of
+//   the engine's floor (its render quantum and base latency: below that the engine starts
+//   reading before the audio is there), the measured arrival jitter (a high percentile of how
+//   late recent frames came, from arrival-jitter.js) plus a margin, and a fixed minimum the page
+//   may ask for; plus the user's extra delay (lip sync).
+// - It starts, and restarts after an underrun or a flush, at once: the first frame is preceded
+//   by just enough silence that the next frame finds the target.
+// - It reaches the target by playing slightly faster or slower (at most +1 % / -0.5 %, a
+//   resampling ratio: the pitch moves by less than a sixth of a semitone), so the fill drains or
+//   grows over a second or so instead of losing whole frames. Only a backlog (a low-water mark
+//   more than a frame above the target over half a second: a late start, a burst after a stall)
+//   or a fill above the hard cap drops audio, back to the target at once, crossfaded.
+// - No ratchet: an underrun does not raise the target by itself; a late burst raises it through
+//   the jitter percentile, which forgets it after its window (5 s), and the fill then drains.
 //
 // The class is self-contained (no imports, no outside names): the worklet path ships its source
 // text to the audio thread with Function.prototype.toString().
 export class LatencyPolicy {
   constructor(o = {}) {
-    this.targetMs = o.targetMs || 60;
-    this.maxMs = o.maxMs || 200;
-    this.adaptive = o.adaptive !== false;
-    this.extraMs = 0;
-    this.calmMs = 0;
+    this.minTargetMs = 0;       // a fixed minimum asked for by the page (targetLatencyMs)
+    this.maxMs = 500;           // the hard bound of the fill
+    this.floorMs = 10;          // the engine's output quantum
+    this.jitterMs = 10;         // arrival jitter (p99 over the window); conservative until measured
+    this.delayMs = 0;           // extra delay asked for by the user (lip sync)
+    this.frameMs = 20;          // the size of the chunks pushed, as last seen
     this.underruns = 0;
+    this.speed = 1;             // playout speed: > 1 drains the buffer, < 1 lets it grow
+    this.configure(o);
     this.reset();
   }
 
-  /** The fill level playback starts at: the configured target plus the adaptive part. */
-  get workTargetMs() { return this.targetMs + this.extraMs; }
+  /** The low-water fill to keep (ms): what stats.targetMs shows. */
+  get workTargetMs() {
+    const jitter = Math.min(this.jitterMs + 2, this.maxMs - this.frameMs - 20);
+    return Math.max(this.floorMs, jitter, this.minTargetMs) + this.delayMs;
+  }
+
+  /** Above this fill, audio is dropped back to the target (a burst after a long stall). */
+  get capMs() {
+    const t = this.workTargetMs;
+    return Math.max(t + this.frameMs + 20, Math.min(this.maxMs, Math.max(2 * t, t + 80) + this.frameMs));
+  }
 
   configure(o) {
-    if (o.targetMs) this.targetMs = o.targetMs;
+    if (o.targetMs !== undefined) this.minTargetMs = Math.max(0, Number(o.targetMs) || 0);
     if (o.maxMs) this.maxMs = o.maxMs;
-    if (o.adaptive !== undefined) this.adaptive = o.adaptive;
-    this.extraMs = 0;
+    if (o.floorMs !== undefined) this.floorMs = o.floorMs;
+    if (o.jitterMs !== undefined) this.jitterMs = o.jitterMs;
+    if (o.delayMs !== undefined) this.delayMs = Math.max(0, Number(o.delayMs) || 0);
   }
 
-  /** Forget the playing state (flush, reconnect): the next audio buffers to the target again. */
+  /** Forget the playing state (flush, reconnect, underrun): the next audio starts again. */
   reset() {
     this.playing = false;
-    this.slackMinMs = Infinity;
-    this.slackMs = 0;
-    this.trimPending = false;
+    this.speed = 1;
+    this.dropMs = 0;
+    this.windowMinMs = Infinity;
+    this.windowStartMs = null;
   }
 
-  /** While buffering: true once fillMs is enough to start (and marks the state playing). */
-  shouldStart(fillMs) {
-    if (!this.playing && fillMs >= this.workTargetMs) this.playing = true;
-    return this.playing;
+  /**
+   * Audio arrived while not playing (fillMs buffered, including it): start now. Returns the
+   * silence (ms) to play first so that the fill finds the target when the next frame arrives.
+   */
+  start(fillMs, chunkMs) {
+    if (chunkMs > 0) this.frameMs = chunkMs;
+    this.playing = true;
+    return Math.max(0, this.workTargetMs + this.frameMs - fillMs);
   }
 
-  /** The buffer ran dry while playing: count it and rebuffer to the (raised) working target. */
+  /** The buffer ran dry while playing (and the stream had no gap): count it. */
   underrun() {
     this.underruns++;
-    if (this.adaptive) {
-      this.extraMs = Math.max(0, Math.min(this.extraMs + 20, this.maxMs - 40 - this.targetMs));
-      this.calmMs = 0;
-    }
     this.reset();
+  }
+
+  /**
+   * A chunk of chunkMs is about to be added to fillMs (at nowMs of output time): the low-water
+   * sample the speed follows. Every 500 ms of output the lowest fill seen sets the speed.
+   */
+  arriving(fillMs, chunkMs, nowMs) {
+    if (chunkMs > 0) this.frameMs = chunkMs;
+    if (!this.playing) return;
+    if (fillMs < this.windowMinMs) this.windowMinMs = fillMs;
+    if (this.windowStartMs === null) this.windowStartMs = nowMs;
+    if (nowMs - this.windowStartMs < 500) return;
+    // Drain (or grow) the error over about 1 s. Far above the target (the backlog of a late
+    // start, or of a burst after a stall), the excess is dropped at once instead, crossfaded.
+    const err = this.windowMinMs - this.workTargetMs;
+    if (err > this.frameMs) this.dropMs = err - 2;
+    let d = 0;
+    if (err > 3) d = Math.min(0.01, Math.max(0.002, err / 1000));
+    else if (err < -3) d = Math.max(-0.005, Math.min(-0.002, err / 1000));
+    this.speed = 1 + d;
+    this.windowMinMs = Infinity;
+    this.windowStartMs = nowMs;
+  }
+
+  /** Audio (ms) to drop now, crossfaded, as decided by arriving(); 0 when none. */
+  takeDrop() {
+    const ms = this.dropMs;
+    this.dropMs = 0;
+    return ms;
   }
 
   /** After new audio arrived and the fill is fillMs: how many ms of the oldest audio to drop. */
   excessAfterPush(fillMs) {
-    if (fillMs > this.maxMs) { this.trimPending = false; return fillMs - this.workTargetMs; }
-    if (this.trimPending) {
-      this.trimPending = false;
-      if (this.playing && fillMs > this.workTargetMs) return fillMs - this.workTargetMs;
+    if (!this.playing || fillMs <= this.capMs) return 0;
+    return fillMs - (this.workTargetMs + this.frameMs);
+  }
+}
+
+/**
+ * Joins without clicks, shared by both outputs (self-contained too, shipped to the worklet).
+ * A join where the waveform does not continue (a restart after an underrun, a lost frame that
+ * nothing concealed, dropped audio) is crossfaded from the last sample played, held, into the
+ * new audio over FADE frames; where the audio simply stops, the last sample decays to zero.
+ */
+export class Splice {
+  static get FADE() { return 120; }      // 2.5 ms at 48 kHz
+  static get DECAY() { return 24; }      // time constant of the decay to silence, in frames
+
+  /** Crossfade the first FADE frames of planes (in place) from the held values prev[ch]. */
+  static fadeFrom(prev, planes, frames, offset = 0) {
+    const n = Math.min(Splice.FADE, frames);
+    for (let ch = 0; ch < planes.length; ch++) {
+      const p = planes[ch], v = prev[Math.min(ch, prev.length - 1)];
+      for (let i = 0; i < n; i++) {
+        const g = (i + 1) / (n + 1);
+        p[offset + i] = v * (1 - g) + p[offset + i] * g;
+      }
     }
-    return 0;
   }
 
-  /** Time passed (elapsedMs of output) while the fill was at least fillMs. */
-  played(elapsedMs, fillMs) {
-    if (!this.playing) { this.slackMinMs = Infinity; this.slackMs = 0; return; }
-    if (fillMs < this.slackMinMs) this.slackMinMs = fillMs;
-    this.slackMs += elapsedMs;
-    if (this.slackMs >= 2000) {
-      if (this.slackMinMs > this.workTargetMs + 20) this.trimPending = true;
-      this.slackMinMs = Infinity;
-      this.slackMs = 0;
-    }
-    if (this.extraMs > 0 && (this.calmMs += elapsedMs) >= 10000) {
-      this.extraMs = Math.max(0, this.extraMs - 10);
-      this.calmMs = 0;
-    }
-  }
+  /** The decay factor per frame. */
+  static get decayStep() { return Math.exp(-1 / Splice.DECAY); }
 }

@@ -2,22 +2,28 @@
 // back to back on the AudioContext timeline (jsmpeg's src/webaudio.js does the same). Works in
 // every context that has an AudioContext, plain-http pages included.
 //
-// The jitter buffer is the audio scheduled ahead of the play position (plus, while buffering,
-// the chunks held back until the target is reached); LatencyPolicy decides exactly as on the
-// worklet path. Audio is scheduled as it arrives, so a stalled main thread costs no more here
+// The jitter buffer is the audio scheduled ahead of the play position; LatencyPolicy decides
+// exactly as on the worklet path. Every chunk is followed by a short tail (its last sample
+// decaying to silence), stopped before it starts when the next chunk joins on in time: if the
+// buffer runs dry the sound fades instead of stopping dead. Audio is scheduled as it arrives, so a stalled main thread costs no more here
 // than it already does to the WebSocket that delivers the frames.
 //
-// Resampling: when the stream rate differs from the context rate, chunks are resampled here with
-// a linear interpolator that keeps its phase across chunks (the worklet does the same). Letting
+// Resampling: every chunk goes through a linear interpolator that keeps its phase across chunks
+// (the worklet does the same); its ratio is the rate ratio times the playout speed the policy
+// sets (+1 % / -0.5 % at most). Letting
 // the engine resample each AudioBuffer would treat every 20 ms chunk edge as the end of the
 // signal; here chunk boundaries stay exact sample positions at the context rate.
 //
 // Same interface as output/worklet.js.
-import { LatencyPolicy } from './latency-policy.js';
+import { LatencyPolicy, Splice } from './latency-policy.js';
 
 // Start (and restart after an underrun) this far past currentTime: the engine renders a quantum
 // or two ahead of currentTime, and a start in the past is cut.
 const START_LEAD_S = 0.01;
+// Audio that starts sooner than this after currentTime may already be rendering: the buffer has
+// run dry (an underrun), and new audio starts afresh instead of being joined on.
+const GUARD_FRAMES = 256;
+const TAIL_FRAMES = 5 * Splice.DECAY;
 
 export class ScheduledOutput {
   static available(ctx) {
@@ -26,21 +32,25 @@ export class ScheduledOutput {
 
   static async create(ctx, destination, opts) { return new ScheduledOutput(ctx, destination, opts); }
 
-  constructor(ctx, destination, { targetMs, maxMs, adaptive }) {
+  constructor(ctx, destination, opts) {
     this.name = 'scheduled';
     this._ctx = ctx;
     this._dest = destination;
     this._rate = ctx.sampleRate;
-    this._policy = new LatencyPolicy({ targetMs, maxMs, adaptive });
+    // The floor: the start lead, or the engine's base latency and a quantum, whichever is more,
+    // and 2 ms for the main thread's own delays.
+    this.floorMs = Math.max(START_LEAD_S * 1000, ((ctx.baseLatency || 0) + 128 / ctx.sampleRate) * 1000) + 2;
+    this._policy = new LatencyPolicy({ ...opts, floorMs: this.floorMs });
     this._queue = [];           // scheduled, not yet ended: { src, buf, startFrame, endFrame }
-    this._pending = [];         // AudioBuffers held while buffering
-    this._pendingFrames = 0;
+    this._tail = null;          // the decay after the last chunk: { src, startFrame }
+    this._last = [0, 0];        // the last sample scheduled, per channel
     this._nextFrame = 0;        // end of the scheduled audio, in context frames
-    this._lastPlayedFrame = null;
+    this._dry = false;
     this._resampler = null;
     this._dropEvents = 0;
     this._droppedFrames = 0;
     this._scheduledFrames = 0;
+    this._stretchMs = 0;
     this._minFill = Infinity;
     this._maxFill = 0;
   }
@@ -50,136 +60,159 @@ export class ScheduledOutput {
 
   /** Audio ahead of the play position, in ms. */
   _fillMs() {
-    if (!this._policy.playing) return this._ms(this._pendingFrames);
+    if (!this._policy.playing) return 0;
     return this._ms(Math.max(0, this._nextFrame - this._nowFrame()));
   }
 
-  /** Called on every arrival and stats poll: notices an underrun and feeds the slack window. */
-  _advance() {
+  /** Forget the sources that have ended. */
+  _clean() {
     const now = this._nowFrame();
-    if (this._lastPlayedFrame !== null && now > this._lastPlayedFrame) {
-      const fill = this._ms(Math.max(0, this._nextFrame - now));
-      this._policy.played(this._ms(now - this._lastPlayedFrame), fill);
-    }
-    this._lastPlayedFrame = now;
     while (this._queue.length && this._queue[0].endFrame <= now) this._queue.shift();
-    if (this._policy.playing && now >= this._nextFrame) {
-      this._policy.underrun();  // everything scheduled has played: ran dry
-      this._queue.length = 0;
-    }
   }
 
-  push(planes, frames, rate) {
-    const buf = this._toBuffer(planes, frames, rate);
-    if (!buf) return;
-    this._advance();
+  push(planes, frames, rate, gapMs = 0) {
+    if (!frames) return;
+    this._clean();
+    const now = this._nowFrame();
+    const chunkMs = frames * 1000 / rate;
+    if (this._policy.playing && this._nextFrame - now < GUARD_FRAMES) {
+      this._dry = true;         // ran dry, or nearly: the tail is (about to be) playing
+      this._policy.reset();
+    }
     const fillBefore = this._fillMs();
     if (fillBefore < this._minFill) this._minFill = fillBefore;
+    this._policy.arriving(fillBefore, chunkMs, this._ms(now));
+    const [l, r] = this._resample(planes, frames, rate, this._policy.speed);
+    if (!l.length) return;
+    this._stretchMs += chunkMs - this._ms(l.length);
     if (!this._policy.playing) {
-      this._pending.push(buf);
-      this._pendingFrames += buf.length;
-      if (this._policy.shouldStart(this._ms(this._pendingFrames))) {
-        this._nextFrame = Math.ceil(this._nowFrame() + START_LEAD_S * this._rate);
-        const pending = this._pending;
-        this._pending = [];
-        this._pendingFrames = 0;
-        for (const b of pending) this._schedule(b);
-      } else if (this._pendingFrames > this._rate * this._policy.maxMs / 1000) {
-        const old = this._pending.shift();   // cannot happen with target < max; bounded anyway
-        this._pendingFrames -= old.length;
-        this._droppedFrames += old.length;
-        this._dropEvents++;
+      if (this._dry) { this._policy.underrun(); this._dry = false; }
+      const preMs = this._policy.start(chunkMs, chunkMs);
+      const at = Math.ceil(now + (START_LEAD_S + preMs / 1000) * this._rate);
+      if (at > this._nextFrame) {
+        this._nextFrame = at;   // after silence: the tail of what played decays, this fades in
+        Splice.fadeFrom([0, 0], [l, r], l.length);
+      } else {
+        Splice.fadeFrom(this._last, [l, r], l.length);
       }
+      this._schedule(l, r);
     } else {
-      this._schedule(buf);
-      const excessMs = this._policy.excessAfterPush(this._fillMs());
+      if (gapMs > 0) {
+        // Lost audio nothing concealed: the tail fades out over its time, then this fades in.
+        this._nextFrame += Math.round(gapMs * this._rate / 1000);
+        Splice.fadeFrom([0, 0], [l, r], l.length);
+      }
+      this._schedule(l, r);
+      const excessMs = this._policy.excessAfterPush(this._fillMs()) + this._policy.takeDrop();
       if (excessMs > 0) this._drop(Math.round(excessMs * this._rate / 1000));
     }
     const fill = this._fillMs();
     if (fill > this._maxFill) this._maxFill = fill;
   }
 
-  _schedule(buf) {
+  /** Planar Float32 at `rate` -> planes at the context rate, played `speed` times faster. */
+  _resample(planes, frames, rate, speed) {
+    const L = planes[0], R = planes[1] || planes[0];
+    if (!this._resampler || this._resampler.inRate !== rate) this._resampler = new LinearResampler(rate, this._rate);
+    this._resampler.step = rate / this._rate * speed;
+    return this._resampler.process(L, R, frames);
+  }
+
+  /** Queue planes l, r at _nextFrame, with a decaying tail after them in case nothing follows. */
+  _schedule(l, r) {
+    const buf = this._ctx.createBuffer(2, l.length, this._rate);
+    // getChannelData().set() rather than copyToChannel(): Safari before 14.1 lacks the latter.
+    buf.getChannelData(0).set(l);
+    buf.getChannelData(1).set(r);
     const src = this._ctx.createBufferSource();
     src.buffer = buf;
     src.connect(this._dest);
     const startFrame = this._nextFrame;
     src.start(startFrame / this._rate);
+    // The previous tail goes if this joins on where it was to start (it has not started:
+    // otherwise this would have been a restart).
+    const old = this._tail;
+    if (old && old.startFrame === startFrame) { old.src.stop(); old.src.disconnect(); this._tail = null; }
     this._nextFrame += buf.length;
     this._scheduledFrames += buf.length;
     this._queue.push({ src, buf, startFrame, endFrame: this._nextFrame });
+    this._last = [l[l.length - 1], r[r.length - 1]];
+    this._setTail();
+  }
+
+  /** The tail after the last chunk: stopped before it starts when more audio follows in time. */
+  _setTail() {
+    const buf = this._ctx.createBuffer(2, TAIL_FRAMES, this._rate);
+    const k = Splice.decayStep;
+    for (let ch = 0; ch < 2; ch++) {
+      const d = buf.getChannelData(ch);
+      let v = this._last[ch];
+      for (let i = 0; i < TAIL_FRAMES; i++) { v *= k; d[i] = v; }
+    }
+    const src = this._ctx.createBufferSource();
+    src.buffer = buf;
+    src.connect(this._dest);
+    src.start(this._nextFrame / this._rate);
+    this._tail = { src, startFrame: this._nextFrame };
+  }
+
+  /** Stop the sources that start later than the guard; returns them. */
+  _unscheduleLater() {
+    const guard = this._nowFrame() + GUARD_FRAMES;
+    const i = this._queue.findIndex((q) => q.startFrame >= guard);
+    if (i < 0) return [];
+    const later = this._queue.splice(i);
+    const tail = this._tail;
+    if (tail && tail.startFrame >= guard) { tail.src.stop(); tail.src.disconnect(); this._tail = null; }
+    for (const q of later) { q.src.stop(); q.src.disconnect(); this._scheduledFrames -= q.buf.length; }
+    this._nextFrame = later[0].startFrame;
+    const prev = this._queue[this._queue.length - 1];
+    this._last = prev ? [prev.buf.getChannelData(0)[prev.buf.length - 1], prev.buf.getChannelData(1)[prev.buf.length - 1]] : [0, 0];
+    return later;
   }
 
   /**
    * Drop the oldest `frames` of the audio that has not started playing: the sources not yet
    * started are stopped and their audio, minus the dropped part, is scheduled again as one buffer
-   * where the first of them was to start.
+   * where the first of them was to start, crossfaded from the sample before it.
    */
   _drop(frames) {
-    const guard = this._nowFrame() + START_LEAD_S * this._rate;
-    const i = this._queue.findIndex((q) => q.startFrame >= guard);
-    if (i < 0) return;
-    const later = this._queue.splice(i);
-    const at = later[0].startFrame;
+    const later = this._unscheduleLater();
+    if (!later.length) return;
     let total = 0;
-    for (const q of later) { q.src.onended = null; q.src.stop(); q.src.disconnect(); total += q.buf.length; }
+    for (const q of later) total += q.buf.length;
     const n = Math.min(frames, total);
     this._droppedFrames += n;
     this._dropEvents++;
-    this._scheduledFrames -= total;
-    this._nextFrame = at;
     const keep = total - n;
-    if (keep <= 0) return;
-    const out = this._ctx.createBuffer(2, keep, this._rate);
+    if (keep <= 0) { this._setTail(); return; }
+    const out = [new Float32Array(keep), new Float32Array(keep)];
     for (let ch = 0; ch < 2; ch++) {
-      const dst = out.getChannelData(ch);
       let skip = n, o = 0;
       for (const q of later) {
-        const srcData = q.buf.getChannelData(Math.min(ch, q.buf.numberOfChannels - 1));
+        const srcData = q.buf.getChannelData(ch);
         if (skip >= srcData.length) { skip -= srcData.length; continue; }
-        dst.set(skip ? srcData.subarray(skip) : srcData, o);
+        out[ch].set(skip ? srcData.subarray(skip) : srcData, o);
         o += srcData.length - skip;
         skip = 0;
       }
     }
-    this._schedule(out);
-  }
-
-  /** Planar Float32 at `rate` -> a stereo AudioBuffer at the context rate. */
-  _toBuffer(planes, frames, rate) {
-    if (!frames) return null;
-    const L = planes[0], R = planes[1] || planes[0];
-    // getChannelData().set() rather than copyToChannel(): Safari before 14.1 lacks the latter.
-    if (rate === this._rate) {
-      const b = this._ctx.createBuffer(2, frames, this._rate);
-      b.getChannelData(0).set(L.length === frames ? L : L.subarray(0, frames));
-      b.getChannelData(1).set(R.length === frames ? R : R.subarray(0, frames));
-      return b;
-    }
-    if (!this._resampler || this._resampler.inRate !== rate) this._resampler = new LinearResampler(rate, this._rate);
-    const [l, r] = this._resampler.process(L, R, frames);
-    if (!l.length) return null;
-    const b = this._ctx.createBuffer(2, l.length, this._rate);
-    b.getChannelData(0).set(l);
-    b.getChannelData(1).set(r);
-    return b;
+    Splice.fadeFrom(this._last, out, keep);
+    this._schedule(out[0], out[1]);
   }
 
   flush() {
-    // What was scheduled but will not play is not rendered audio.
-    if (this._policy.playing) this._scheduledFrames -= Math.max(0, this._nextFrame - this._nowFrame());
-    for (const q of this._queue) { q.src.stop(); q.src.disconnect(); }
-    this._queue.length = 0;
-    this._pending = [];
-    this._pendingFrames = 0;
+    // Audio not started yet goes (not rendered); what plays now ends with its tail.
+    this._unscheduleLater();
+    if (this._queue.length) this._setTail();
     this._policy.reset();
-    this._lastPlayedFrame = null;
+    this._dry = false;
   }
 
   configure(opts) { this._policy.configure(opts); }
 
   stats() {
-    this._advance();
+    this._clean();
     const fill = this._fillMs();
     const s = {
       bufferedMs: fill,
@@ -188,10 +221,12 @@ export class ScheduledOutput {
       underruns: this._policy.underruns,
       droppedForLatency: this._dropEvents,
       droppedMs: this._ms(this._droppedFrames),
-      renderedMs: this._ms(Math.max(0, this._scheduledFrames - (this._policy.playing
-        ? Math.max(0, this._nextFrame - this._nowFrame()) : 0))),
+      stretchedMs: this._stretchMs,
+      speed: this._policy.speed,
+      renderedMs: this._ms(Math.max(0, this._scheduledFrames - Math.max(0, this._nextFrame - this._nowFrame()))),
       playing: this._policy.playing,
       targetMs: this._policy.workTargetMs,
+      frameMs: this._policy.frameMs,
     };
     this._minFill = Infinity;
     this._maxFill = fill;

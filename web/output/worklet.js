@@ -7,9 +7,10 @@
 //
 // Output interface (shared with output/scheduled.js):
 //   static available(ctx) -> reason string it cannot be used, or null
-//   static async create(ctx, destination, { targetMs, maxMs, adaptive }) -> output
-//   output.name, push(planes, frames, rate), flush(), configure(opts), stats() -> {...}, close()
-import { LatencyPolicy } from './latency-policy.js';
+//   static async create(ctx, destination, { targetMs, maxMs, jitterMs, delayMs }) -> output
+//   output.name, output.floorMs, push(planes, frames, rate, gapMs), flush(), configure(opts),
+//   stats() -> {...}, close()
+import { LatencyPolicy, Splice } from './latency-policy.js';
 
 // The processor, as source text: a Blob URL module needs no extra file fetched from a possibly
 // cross-origin server, and LatencyPolicy travels with it (same class as the scheduled path).
@@ -24,10 +25,16 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.dropEvents = 0;
     this.droppedFrames = 0;
     this.renderedFrames = 0;
-    this.pos = 0;               // fractional read offset (resampling)
+    this.stretchFrames = 0;     // input frames played minus output frames (speed-up > 0)
+    this.pos = 0;               // fractional read offset (resampling, speed)
     this.minBuf = Infinity;
     this.maxBuf = 0;
     this.quanta = 0;
+    this.last = [0, 0];         // the last sample output, per channel
+    this.xfade = 0;             // frames left of a crossfade from the held last sample (a drop)
+    this.xfrom = [0, 0];
+    this.dry = false;           // ran dry: an underrun, unless the stream had a gap (flush)
+    this.decay = Splice.decayStep;
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
   allocate(rate) {
@@ -39,10 +46,6 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
   }
   ms(frames) { return frames * 1000 / this.inRate; }
   frames(ms) { return Math.round(ms * this.inRate / 1000); }
-  drop(frames) {
-    this.r = (this.r + frames) % this.cap; this.n -= frames;
-    this.droppedFrames += frames; this.dropEvents++;
-  }
   onMessage(m) {
     if (m.type === 'push') {
       if (m.rate && m.rate !== this.inRate) {
@@ -51,35 +54,71 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         this.policy.reset();
         this.pos = 0;
       }
-      this.push(m.channels, m.frames);
+      this.push(m.channels, m.frames, m.gapMs || 0);
     } else if (m.type === 'flush') {
+      // Stale audio goes; the sound decays from the last sample (process), the next starts fresh.
       this.r = 0; this.n = 0; this.pos = 0;
       this.policy.reset();
+      this.dry = false;
     } else if (m.type === 'config') {
       this.policy.configure(m);
       if (this.frames(this.policy.maxMs) * 2 > this.cap) this.allocate(this.inRate);
     }
   }
-  push(channels, frames) {
+  lastStored(ch) { return this.n ? this.bufs[ch][(this.r + this.n - 1) % this.cap] : this.last[ch]; }
+  write(src, frames) {
     const cap = this.cap;
-    if (frames > cap) {                      // absurd chunk: keep its tail
-      const skip = frames - cap;
-      channels = channels.map((c) => c.subarray(skip));
-      frames = cap;
-    }
-    if (this.n + frames > cap) this.drop(this.n + frames - cap);  // no room: drop the oldest
+    if (this.n + frames > cap) { const k = this.n + frames - cap; this.r = (this.r + k) % cap; this.n -= k; this.droppedFrames += k; }
     const w = (this.r + this.n) % cap;
     const first = Math.min(frames, cap - w);
     for (let ch = 0; ch < 2; ch++) {
-      const src = channels[Math.min(ch, channels.length - 1)];
+      const s = src[Math.min(ch, src.length - 1)];
       const dst = this.bufs[ch];
-      dst.set(src.subarray(0, first), w);
-      if (first < frames) dst.set(src.subarray(first, frames), 0);
+      dst.set(s.subarray(0, first), w);
+      if (first < frames) dst.set(s.subarray(first, frames), 0);
     }
     this.n += frames;
-    const excess = this.frames(this.policy.excessAfterPush(this.ms(this.n)));
-    if (excess > 0) this.drop(Math.min(excess, this.n));
-    this.policy.shouldStart(this.ms(this.n));
+  }
+  /** Decaying silence (from the last sample stored or played), so many frames long. */
+  writeDecay(frames) {
+    const p = [new Float32Array(frames), new Float32Array(frames)];
+    for (let ch = 0; ch < 2; ch++) {
+      let v = this.lastStored(ch);
+      for (let i = 0; i < frames; i++) { v *= this.decay; p[ch][i] = v; }
+    }
+    this.write(p, frames);
+  }
+  push(channels, frames, gapMs) {
+    if (frames > this.cap / 2) {             // absurd chunk: keep its tail
+      const skip = frames - Math.floor(this.cap / 2);
+      channels = channels.map((c) => c.subarray(skip));
+      frames -= skip;
+    }
+    channels = channels.map((c) => c.subarray(0, frames));
+    const chunkMs = this.ms(frames);
+    this.policy.arriving(this.ms(this.n), chunkMs, currentTime * 1000);
+    if (!this.policy.playing) {
+      if (this.dry) { this.policy.underrun(); this.dry = false; }
+      // Start now: decaying silence first (the tail of what played before, if any), then the
+      // audio faded in from it.
+      const pre = this.frames(this.policy.start(this.ms(this.n + frames), chunkMs));
+      if (pre > 0) this.writeDecay(pre);
+      Splice.fadeFrom([this.lastStored(0), this.lastStored(1)], channels, frames);
+    } else if (gapMs > 0) {
+      // Lost audio nothing concealed: its time filled by a fade out, then this fades in.
+      this.writeDecay(Math.min(this.frames(gapMs), this.cap / 4));
+      Splice.fadeFrom([this.lastStored(0), this.lastStored(1)], channels, frames);
+    }
+    this.write(channels, frames);
+    const excess = this.frames(this.policy.excessAfterPush(this.ms(this.n)) + this.policy.takeDrop());
+    if (excess > 0) {                        // a burst over the cap: drop the oldest, crossfaded
+      const k = Math.min(excess, this.n - 2);
+      if (k > 0) {
+        this.r = (this.r + k) % this.cap; this.n -= k;
+        this.droppedFrames += k; this.dropEvents++;
+        this.xfade = Splice.FADE; this.xfrom = [this.last[0], this.last[1]];
+      }
+    }
     if (this.n > this.maxBuf) this.maxBuf = this.n;
   }
   process(inputs, outputs) {
@@ -88,38 +127,42 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     const len = L.length;
     let written = 0;
     if (this.policy.playing) {
+      // Linear interpolation between buffer[r] and buffer[r+1] at offset pos; the step is the
+      // rate ratio times the playout speed (1 exactly when the rates match and no correction runs).
       const cap = this.cap, bl = this.bufs[0], br = this.bufs[1];
-      if (this.inRate === sampleRate) {
-        const k = Math.min(len, this.n);
-        for (let i = 0; i < k; i++) {
-          const j = (this.r + i) % cap;
-          L[i] = bl[j]; R[i] = br[j];
-        }
-        this.r = (this.r + k) % cap; this.n -= k; written = k;
-      } else {
-        // Linear interpolation between buffer[r] and buffer[r+1] at offset pos.
-        const step = this.inRate / sampleRate;
-        let pos = this.pos, i = 0;
-        while (i < len && this.n >= 2) {
-          const j0 = this.r, j1 = (this.r + 1) % cap;
-          L[i] = bl[j0] + (bl[j1] - bl[j0]) * pos;
-          R[i] = br[j0] + (br[j1] - br[j0]) * pos;
-          i++;
-          pos += step;
-          const adv = Math.floor(pos);
-          if (adv) { pos -= adv; const a = Math.min(adv, this.n); this.r = (this.r + a) % cap; this.n -= a; }
-        }
-        this.pos = pos; written = i;
+      const step = this.inRate / sampleRate * this.policy.speed;
+      let pos = this.pos, i = 0, used = 0;
+      while (i < len && this.n >= 2) {
+        const j0 = this.r, j1 = (this.r + 1) % cap;
+        L[i] = bl[j0] + (bl[j1] - bl[j0]) * pos;
+        R[i] = br[j0] + (br[j1] - br[j0]) * pos;
+        i++;
+        pos += step;
+        const adv = Math.floor(pos);
+        if (adv) { pos -= adv; const a = Math.min(adv, this.n); this.r = (this.r + a) % cap; this.n -= a; used += a; }
       }
-      if (written < len) {                  // ran dry: count it, rebuffer to the target
-        this.policy.underrun();
-        // Short fade to avoid a click at the cut.
-        const f = Math.min(written, 32);
-        for (let i = 0; i < f; i++) { const g = i / f; L[written - f + i] *= 1 - g; R[written - f + i] *= 1 - g; }
+      this.pos = pos; written = i;
+      this.stretchFrames += used - i * this.inRate / sampleRate;
+      if (written < len) {                  // ran dry: decay below, restart on the next audio
+        this.dry = true;
+        this.n = 0; this.pos = 0;
+        this.policy.reset();
       }
     }
-    for (let i = written; i < len; i++) { L[i] = 0; R[i] = 0; }
-    this.policy.played(len * 1000 / sampleRate, this.ms(this.n));
+    if (this.xfade > 0) {
+      for (let i = 0; i < written && this.xfade > 0; i++, this.xfade--) {
+        const g = 1 - this.xfade / (Splice.FADE + 1);
+        L[i] = this.xfrom[0] * (1 - g) + L[i] * g;
+        if (R !== L) R[i] = this.xfrom[1] * (1 - g) + R[i] * g;
+      }
+    }
+    if (written > 0) { this.last[0] = L[written - 1]; this.last[1] = R[written - 1]; }
+    for (let i = written; i < len; i++) {   // nothing to play: the last sample decays to silence
+      this.last[0] *= this.decay; this.last[1] *= this.decay;
+      L[i] = this.last[0]; if (R !== L) R[i] = this.last[1];
+    }
+    if (Math.abs(this.last[0]) < 1e-6) this.last[0] = 0;
+    if (Math.abs(this.last[1]) < 1e-6) this.last[1] = 0;
     if (R !== L) for (let c = 2; c < out.length; c++) out[c].set(L);
     this.renderedFrames += len;
     if (this.n < this.minBuf) this.minBuf = this.n;
@@ -133,9 +176,12 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         underruns: this.policy.underruns,
         droppedForLatency: this.dropEvents,
         droppedMs: this.ms(this.droppedFrames),
+        stretchedMs: this.ms(this.stretchFrames),
+        speed: this.policy.speed,
         renderedMs: this.renderedFrames * 1000 / sampleRate,
         playing: this.policy.playing,
         targetMs: this.policy.workTargetMs,
+        frameMs: this.policy.frameMs,
       });
       this.minBuf = Infinity; this.maxBuf = this.n;
     }
@@ -154,7 +200,7 @@ export class WorkletOutput {
   }
 
   static async create(ctx, destination, opts) {
-    const source = `${LatencyPolicy.toString()}\n${PROCESSOR_SOURCE}`;
+    const source = `${LatencyPolicy.toString()}\n${Splice.toString()}\n${PROCESSOR_SOURCE}`;
     const blobUrl = URL.createObjectURL(new Blob([source], { type: 'text/javascript' }));
     try {
       await ctx.audioWorklet.addModule(blobUrl);
@@ -164,22 +210,26 @@ export class WorkletOutput {
     return new WorkletOutput(ctx, destination, opts);
   }
 
-  constructor(ctx, destination, { targetMs, maxMs, adaptive }) {
+  constructor(ctx, destination, opts) {
     this.name = 'worklet';
+    // The floor: the engine pulls base latency's worth at a time, in render quanta of 128.
+    this.floorMs = ((ctx.baseLatency || 0) + 128 / ctx.sampleRate) * 1000;
+    const policy = { ...opts, floorMs: this.floorMs };
     this._stats = { bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, underruns: 0, droppedForLatency: 0,
-      droppedMs: 0, renderedMs: 0, playing: false, targetMs };
+      droppedMs: 0, stretchedMs: 0, speed: 1, renderedMs: 0, playing: false, targetMs: opts.targetMs || 0, frameMs: 20 };
     this._node = new AudioWorkletNode(ctx, 'novnc-audio-jitter-buffer', {
       numberOfInputs: 0,
       numberOfOutputs: 1,
       outputChannelCount: [2],
-      processorOptions: { inRate: 48000, targetMs, maxMs, adaptive },
+      processorOptions: { inRate: 48000, ...policy },
     });
     this._node.port.onmessage = (e) => { if (e.data.type === 'stats') this._stats = e.data; };
     this._node.connect(destination);
   }
 
-  push(planes, frames, rate) {
-    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate }, planes.map((p) => p.buffer));
+  /** gapMs: audio lost before this, that nothing concealed: its time is filled with a fade. */
+  push(planes, frames, rate, gapMs = 0) {
+    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs }, planes.map((p) => p.buffer));
   }
 
   flush() { this._node.port.postMessage({ type: 'flush' }); }

@@ -39,6 +39,9 @@ struct Conn {
     frames_window: u64,
     frames_total: u64,
     bytes_window: u64,
+    /// Every byte read from the socket in the window: frames, WebSocket headers, pings.
+    wire_bytes_window: u64,
+    pings_window: u64,
     last_ts: Option<u64>,
     missing: u64,
     gaps: u64,
@@ -63,6 +66,8 @@ impl Conn {
             frames_window: 0,
             frames_total: 0,
             bytes_window: 0,
+            wire_bytes_window: 0,
+            pings_window: 0,
             last_ts: None,
             missing: 0,
             gaps: 0,
@@ -223,6 +228,9 @@ impl Gen {
                 break;
             }
             let n = n as usize;
+            if self.in_window {
+                self.conns[i].wire_bytes_window += n as u64;
+            }
             self.conns[i].rbuf.extend_from_slice(&self.readbuf[..n]);
             if n < self.readbuf.len() {
                 break;
@@ -300,7 +308,12 @@ impl Gen {
                     c.msg.clear();
                 }
                 8 => closed = true,
-                9 => pong = Some(ws::client_frame(0xA, f.payload)),
+                9 => {
+                    if in_window {
+                        c.pings_window += 1;
+                    }
+                    pong = Some(ws::client_frame(0xA, f.payload))
+                }
                 _ => {}
             }
         }
@@ -494,7 +507,7 @@ fn main() {
     println!(
         "RESULT {{\"clients\":{clients},\"opened\":{},\"open_at_end\":{},\"failed\":{},\
          \"closed_in_window\":{},\"window_s\":{},\"connect_s\":{},\"fps\":{},\
-         \"frames\":{},\"bytes\":{},\"missing_frames\":{},\"gaps\":{},\"backwards\":{},\
+         \"frames\":{},\"bytes\":{},\"wire_bytes\":{},\"pings\":{},\"missing_frames\":{},\"gaps\":{},\"backwards\":{},\
          \"bad_messages\":{},\"opus_frames\":{},\"pcm_frames\":{},\"clients_without_frames\":{},\
          \"connect_ms\":{},\"first_frame_ms\":{},\"first_frame_after_101_ms\":{},\
          \"loadgen_cpu_pct\":{},\"gap_log_s_frames\":[{}],\"errors\":[{}]}}",
@@ -507,6 +520,8 @@ fn main() {
         stats(&fps),
         sum(&|c| c.frames_window),
         sum(&|c| c.bytes_window),
+        sum(&|c| c.wire_bytes_window),
+        sum(&|c| c.pings_window),
         sum(&|c| c.missing),
         sum(&|c| c.gaps),
         sum(&|c| c.backwards),

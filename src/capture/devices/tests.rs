@@ -6,6 +6,7 @@ use crate::config::Config;
 
 fn sink(name: &str, is_null: bool) -> SinkRecord {
     SinkRecord {
+        index: 0,
         name: name.into(),
         monitor: format!("{name}.monitor"),
         is_null,
@@ -96,6 +97,7 @@ fn the_default_sink_is_followed() {
 fn the_sink_monitor_is_read_not_guessed() {
     let mut snap = server(Some("hw"), &[], &[]);
     snap.sinks.push(SinkRecord {
+        index: 1,
         name: "hw".into(),
         monitor: "hw-monitor-source".into(),
         is_null: false,

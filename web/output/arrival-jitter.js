@@ -1,0 +1,60 @@
+// arrival-jitter.js: how late frames arrive, for the jitter buffer's target (NetEq's inter-arrival
+// statistics, simplified).
+//
+// For each frame, d = arrival time - its timestamp. Over a window of recent frames, the fastest
+// frame has the smallest d; every other frame was late by d - min(d). The buffer needs to hold
+// about that much to play late frames on time: p99 of the lateness over the last 5 s (p95 let a
+// 10 ms main-thread hiccup every few seconds through as an underrun). A stall
+// leaves the window after 5 s, so one bad moment does not keep the latency up (no ratchet).
+// Clock drift between the daemon and the browser (~100 ppm) moves d by 0.5 ms in 5 s.
+//
+// A new talk spurt (the daemon skipped silence: a timestamp gap) starts a new window: the
+// previous percentile is kept as the estimate until the new window has enough frames.
+const WINDOW_MS = 5000;
+const MIN_FRAMES = 10;
+
+export class ArrivalJitter {
+  constructor({ windowMs = WINDOW_MS, percentile = 0.99, priorMs = 10 } = {}) {
+    this.windowMs = windowMs;
+    this.percentile = percentile;
+    this.prior = priorMs;
+    this._t = [];     // arrival times (ms)
+    this._d = [];     // arrival - timestamp (ms)
+  }
+
+  /** A frame with timestamp tsMs arrived at nowMs. */
+  arrived(tsMs, nowMs) {
+    this._t.push(nowMs);
+    this._d.push(nowMs - tsMs);
+    let k = 0;
+    while (k < this._t.length - 1 && nowMs - this._t[k] > this.windowMs) k++;
+    if (k) { this._t.splice(0, k); this._d.splice(0, k); }
+  }
+
+  /** Start a new window (timestamps jumped), keeping the current figure meanwhile. */
+  restart() {
+    if (this._d.length >= MIN_FRAMES) this.prior = this.lateMs();
+    this._t = [];
+    this._d = [];
+  }
+
+  /** The percentile of lateness over the window (ms). */
+  lateMs() {
+    const n = this._d.length;
+    if (n < MIN_FRAMES) return this.prior;
+    let min = Infinity;
+    for (const d of this._d) if (d < min) min = d;
+    const late = this._d.map((d) => d - min).sort((a, b) => a - b);
+    return late[Math.min(n - 1, Math.floor(n * this.percentile))];
+  }
+
+  /** Median lateness (ms): the part of the network delay above the fastest frame. */
+  medianMs() {
+    const n = this._d.length;
+    if (n < MIN_FRAMES) return 0;
+    let min = Infinity;
+    for (const d of this._d) if (d < min) min = d;
+    const late = this._d.map((d) => d - min).sort((a, b) => a - b);
+    return late[n >> 1];
+  }
+}
