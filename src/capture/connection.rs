@@ -54,23 +54,9 @@ impl Inner {
             // A new client may be a player about to open its stream: run now (the
             // listing that follows corks again if nothing plays). A few round trips before
             // its first samples, which a corked stream would miss.
-            if facility == Some(Facility::Client) {
-                if op == Some(SubOp::New) {
-                    with_inner(&weak, |inner| {
-                        if inner.link.generation == generation {
-                            inner.on_newcomer();
-                        }
-                    });
-                    defer(&weak, move |inner| {
-                        if inner.link.generation == generation {
-                            inner.refresh_inputs();
-                        }
-                    });
-                }
-                return;
-            }
-            if facility == Some(Facility::SinkInput) {
-                if op == Some(SubOp::New) {
+            if matches!(facility, Some(Facility::Client) | Some(Facility::SinkInput)) {
+                let new = op == Some(SubOp::New);
+                if new {
                     // At once, not deferred: see playing.rs. Dispatched by the main loop,
                     // so nothing of ours is borrowed (with_inner checks all the same).
                     with_inner(&weak, |inner| {
@@ -79,11 +65,14 @@ impl Inner {
                         }
                     });
                 }
-                defer(&weak, move |inner| {
-                    if inner.link.generation == generation {
-                        inner.refresh_inputs();
-                    }
-                });
+                // A client only matters when it appears; any change of a sink input does.
+                if new || facility == Some(Facility::SinkInput) {
+                    defer(&weak, move |inner| {
+                        if inner.link.generation == generation {
+                            inner.refresh_inputs();
+                        }
+                    });
+                }
                 return;
             }
             let relevant = match facility {
