@@ -32,7 +32,8 @@ pub fn check_timestamps(frames: &[Frame], step: u64, jump_window: usize) -> Resu
         [(i, _, _, _)] if *i <= jump_window => Ok(()),
         _ => Err(format!(
             "timestamps must step by {step} ms; irregular steps \
-             (frame index, from ts, to ts, ms between their arrivals): {:?}",
+             (frame index, from ts, to ts, ms between their arrivals): {:?} \
+             (a forward jump is skipped silence: did the test's player underrun?)",
             &jumps[..jumps.len().min(20)]
         )),
     }

@@ -22,6 +22,13 @@ impl Tone {
         Self::play_with(pulse, sink, freq_hz, 48000, 2)
     }
 
+    /// 100 ms of buffer in the server by default. With 20 ms, a stall of this shared
+    /// machine made pacat underrun; the null sink then renders zeros, the daemon skips
+    /// them as silence, and a test that checks every timestamp step saw a 100 ms jump
+    /// that was the player's, not the daemon's (CI, stop 14). The writer fills pacat's
+    /// buffer at once, so a larger one does not delay the tone's start.
+    const DEFAULT_LATENCY_MS: u32 = 100;
+
     pub fn play_with(
         pulse: &PulseServer,
         sink: Option<&str>,
@@ -29,10 +36,17 @@ impl Tone {
         rate: u32,
         channels: u32,
     ) -> Tone {
-        Self::play_buffered(pulse, sink, freq_hz, rate, channels, 20)
+        Self::play_buffered(
+            pulse,
+            sink,
+            freq_hz,
+            rate,
+            channels,
+            Self::DEFAULT_LATENCY_MS,
+        )
     }
 
-    /// With `latency_ms` of buffer in the server: a larger one than the default 20 ms keeps
+    /// With `latency_ms` of buffer in the server: a larger one than the default keeps
     /// the tone unbroken while this shared machine is busy (for tests that check every
     /// frame of it, not how fast it starts).
     pub fn play_buffered(
