@@ -39,8 +39,11 @@ sys.path.insert(0, str(HERE))
 import linkemu  # noqa: E402
 
 # The options compared; the first is the baseline (what every client socket got before).
+# "baseline again" is the same as the baseline: how far two identical rows fall apart in one
+# run is the noise any other row must beat.
 VARIANTS = [
     ("baseline", "none"),
+    ("baseline again", "none"),
     ("nodelay=0", "nodelay=0"),
     ("thin_linear=1", "thin_linear=1"),
     ("notsent_lowat=16384", "notsent_lowat=16384"),
@@ -59,24 +62,36 @@ def q(v, p):
     return s[min(len(s) - 1, int(math.ceil(p * len(s))) - 1 if p > 0 else 0)]
 
 
-def analyse(t, ts, warm_ms):
+def raw(t, ts, warm_ms):
+    """Gaps, excess delays and lost frames of one client's recording, after the warm-up."""
     keep = [i for i in range(len(t)) if t[i] >= warm_ms]
     t = [t[i] for i in keep]
     ts = [ts[i] for i in keep]
     if len(t) < 2:
-        return {"frames": len(t)}
-    gaps = [b - a for a, b in zip(t, t[1:])]
+        return {"gaps": [], "excess": [], "lost": 0, "seconds": 0.0}
     rel = [a - b for a, b in zip(t, ts)]
     base = min(rel)
-    excess = [r - base for r in rel]
-    lost = sum(max(0, round((b - a) / FRAME_MS) - 1) for a, b in zip(ts, ts[1:]))
+    return {"gaps": [b - a for a, b in zip(t, t[1:])],
+            "excess": [r - base for r in rel],
+            "lost": sum(max(0, round((b - a) / FRAME_MS) - 1) for a, b in zip(ts, ts[1:])),
+            "seconds": (t[-1] - t[0]) / 1000}
+
+
+def summarise(runs):
+    """The figures of one variant, pooled over its runs."""
+    gaps = [g for r in runs for g in r["gaps"]]
+    excess = [e for r in runs for e in r["excess"]]
+    if len(gaps) < 1:
+        return {"frames": len(excess)}
     out = {
-        "frames": len(t), "lost": lost, "seconds": (t[-1] - t[0]) / 1000,
+        "frames": len(excess), "lost": sum(r["lost"] for r in runs),
+        "seconds": round(sum(r["seconds"] for r in runs), 1), "runs": len(runs),
         "gap_ms_p50": q(gaps, 0.5), "gap_ms_p99": q(gaps, 0.99), "gap_ms_max": max(gaps),
         "stalls": sum(g > STALL_MS for g in gaps),
         "stall_ms_total": round(sum(g for g in gaps if g > STALL_MS), 1),
         "excess_ms_p50": q(excess, 0.5), "excess_ms_p99": q(excess, 0.99),
         "excess_ms_p999": q(excess, 0.999), "excess_ms_max": max(excess),
+        "max_gap_ms_per_run": [max(r["gaps"]) if r["gaps"] else None for r in runs],
     }
     for n in LATE_AT:
         out[f"late_{n}_pct"] = round(100 * sum(e > n for e in excess) / len(excess), 3)
@@ -101,7 +116,7 @@ class Pulse:
         return subprocess.run(["pactl", *a], env=self.env, check=True, capture_output=True,
                               text=True, timeout=10).stdout.strip()
 
-    def start(self, log):
+    def start(self, log, tone=True):
         self.procs.append(subprocess.Popen(
             ["pulseaudio", "-n", "-F", "/dev/null", "--exit-idle-time=-1", "--daemonize=no",
              "-L", "module-native-protocol-unix", "--log-target=stderr"],
@@ -118,6 +133,10 @@ class Pulse:
         self.pactl("load-module", "module-null-sink", "sink_name=wan", "rate=48000",
                    "channels=2", "format=s16le")
         self.pactl("set-default-sink", "wan")
+        if tone:
+            self.start_tone(log)
+
+    def start_tone(self, log):
         one_s = b"".join(struct.pack("<hh", v, v) for v in (
             int(0.1 * 32767 * math.sin(2 * math.pi * 440 * i / 48000)) for i in range(48000)))
         tone = subprocess.Popen(
@@ -161,8 +180,9 @@ def wait_listening(link, port, p, timeout=15):
 
 
 def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, variants=None,
-            logdir=None, warm_s=2.0):
-    """Runs every variant at once over one link; returns {"link": ..., "variants": {...}}."""
+            logdir=None, warm_s=2.0, runs=1):
+    """Runs every variant at once over one link, `runs` times (a fresh link and fresh daemons
+    each time), and pools the runs; returns {"link": ..., "variants": {...}}."""
     daemon = Path(daemon or ROOT / "target" / "release" / "novnc-audio")
     if not daemon.exists():
         raise RuntimeError(f"{daemon} is not built")
@@ -175,40 +195,53 @@ def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, varia
     log = open(logdir / "wan_stalls.log", "ab")
     tmp = Path(tempfile.mkdtemp(prefix="novnc-audio-wan-"))
     pulse = Pulse(tmp)
+    recorded = {name: [] for name, _ in variants}
+    errors = {}
     try:
         pulse.start(log)
-        with linkemu.Link(delay_ms, jitter_ms, loss_pct) as link:
-            daemons = []
-            for i, (name, spec) in enumerate(variants):
-                port = 6100 + i
-                env = dict(pulse.env, NOVNC_AUDIO_TCP_OPTIONS=spec)
-                p = link.run_a([daemon, "-H", link.addr_a, "-p", port, "--allow-root",
-                                "--frame-ms", FRAME_MS], env=env, stdout=log, stderr=log)
-                daemons.append((name, spec, port, p))
-            for name, spec, port, p in daemons:
-                wait_listening(link, port, p)
-            probes = []
-            for name, spec, port, p in daemons:
-                probes.append((name, spec, link.run_b(
-                    [sys.executable, HERE / "wanprobe.py", link.addr_a, port,
-                     seconds + warm_s], stdout=subprocess.PIPE, stderr=log)))
-            results = {}
-            for name, spec, pr in probes:
-                out, _ = pr.communicate(timeout=seconds + warm_s + 60)
-                rec = json.loads(out.decode().strip().splitlines()[-1])
-                r = analyse(rec["t"], rec["ts"], warm_s * 1000)
-                r["env"] = spec
-                r["error"] = rec["error"]
-                results[name] = r
-            link_stats = link.stats()
+        for _ in range(runs):
+            link_stats = one_run(pulse, daemon, variants, seconds, warm_s, delay_ms, jitter_ms,
+                                 loss_pct, log, recorded, errors)
     finally:
         pulse.close()
         shutil.rmtree(tmp, ignore_errors=True)
         log.close()
+    results = {}
+    for name, spec in variants:
+        results[name] = summarise(recorded[name])
+        results[name].update(env=spec, error=errors.get(name))
     return {"link": {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss_pct": loss_pct,
-                     "in_order": True, "seconds": seconds, "stats": link_stats,
+                     "in_order": True, "seconds": seconds, "runs": runs, "stats": link_stats,
                      "tcp_congestion_control": sysctl("net.ipv4.tcp_congestion_control")},
             "variants": results}
+
+
+def one_run(pulse, daemon, variants, seconds, warm_s, delay_ms, jitter_ms, loss_pct, log,
+            recorded, errors):
+    """One link, one daemon per variant, one client each, all at once; appends each
+    client's recording to `recorded` and returns the link's counters."""
+    with linkemu.Link(delay_ms, jitter_ms, loss_pct) as link:
+        daemons = []
+        for i, (name, spec) in enumerate(variants):
+            port = 6100 + i
+            env = dict(pulse.env, NOVNC_AUDIO_TCP_OPTIONS=spec)
+            p = link.run_a([daemon, "-H", link.addr_a, "-p", port, "--allow-root",
+                            "--frame-ms", FRAME_MS], env=env, stdout=log, stderr=log)
+            daemons.append((name, spec, port, p))
+        for name, spec, port, p in daemons:
+            wait_listening(link, port, p)
+        probes = []
+        for name, spec, port, p in daemons:
+            probes.append((name, spec, link.run_b(
+                [sys.executable, HERE / "wanprobe.py", link.addr_a, port,
+                 seconds + warm_s], stdout=subprocess.PIPE, stderr=log)))
+        for name, spec, pr in probes:
+            out, _ = pr.communicate(timeout=seconds + warm_s + 60)
+            rec = json.loads(out.decode().strip().splitlines()[-1])
+            recorded[name].append(raw(rec["t"], rec["ts"], warm_s * 1000))
+            if rec["error"]:
+                errors[name] = rec["error"]
+        return link.stats()
 
 
 def sysctl(name):
@@ -221,22 +254,24 @@ def sysctl(name):
 def table(report):
     base = report["variants"].get("baseline", {})
     L = ["| TCP options (`NOVNC_AUDIO_TCP_OPTIONS`) | frames | lost | gap p50 / p99 / max ms "
-         "| stalls > 100 ms | stall time ms | excess delay p50 / p99 / p99.9 / max ms "
+         "| longest gap of each run ms | stalls > 100 ms | stall time ms "
+         "| excess delay p50 / p99 / p99.9 / max ms "
          "| late at 100 / 200 / 400 ms buffer % | p99.9 excess vs baseline |",
-         "|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|"]
 
     def f(x):
         return "-" if x is None else (f"{x:.1f}" if isinstance(x, float) else str(x))
     for name, r in report["variants"].items():
         if r.get("frames", 0) < 2:
-            L.append(f"| {name} | {r.get('frames', 0)} | - | - | - | - | - | - | "
+            L.append(f"| {name} | {r.get('frames', 0)} | - | - | - | - | - | - | - | "
                      f"{r.get('error') or ''} |")
             continue
         ratio = (f"{r['excess_ms_p999'] / base['excess_ms_p999']:.2f}"
                  if base.get("excess_ms_p999") else "-")
         L.append(
             f"| {name} | {r['frames']} | {r['lost']} | {f(r['gap_ms_p50'])} / "
-            f"{f(r['gap_ms_p99'])} / {f(r['gap_ms_max'])} | {r['stalls']} | "
+            f"{f(r['gap_ms_p99'])} / {f(r['gap_ms_max'])} | "
+            f"{', '.join(f(x) for x in r['max_gap_ms_per_run'])} | {r['stalls']} | "
             f"{f(r['stall_ms_total'])} | {f(r['excess_ms_p50'])} / {f(r['excess_ms_p99'])} / "
             f"{f(r['excess_ms_p999'])} / {f(r['excess_ms_max'])} | "
             f"{r['late_100_pct']} / {r['late_200_pct']} / {r['late_400_pct']} | {ratio} |")
@@ -249,11 +284,12 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=40)
     ap.add_argument("--jitter-ms", type=float, default=20)
     ap.add_argument("--loss-pct", type=float, default=1)
+    ap.add_argument("--runs", type=int, default=1, help="fresh link and daemons each run, pooled")
     ap.add_argument("--daemon")
     ap.add_argument("--json")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = measure(a.seconds, a.delay_ms, a.jitter_ms, a.loss_pct, a.daemon)
+    report = measure(a.seconds, a.delay_ms, a.jitter_ms, a.loss_pct, a.daemon, runs=a.runs)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2))
     print(json.dumps(report["link"]))
