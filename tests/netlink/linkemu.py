@@ -273,6 +273,15 @@ class Link:
         return self.popen(self.ns_b, cmd, **kw)
 
     def close(self):
+        # A second SIGTERM or Ctrl-C (a process group signalled twice) must not cut the
+        # clean-up short and leave namespaces behind: hold them until it is done.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        try:
+            self._close()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
+
+    def _close(self):
         for p in reversed(self.children):
             stop_pid(p)
         self.children = []

@@ -68,10 +68,10 @@ def raw(t, ts, warm_ms):
     t = [t[i] for i in keep]
     ts = [ts[i] for i in keep]
     if len(t) < 2:
-        return {"gaps": [], "excess": [], "lost": 0, "seconds": 0.0}
+        return {"t": [], "gaps": [], "excess": [], "lost": 0, "seconds": 0.0}
     rel = [a - b for a, b in zip(t, ts)]
     base = min(rel)
-    return {"gaps": [b - a for a, b in zip(t, t[1:])],
+    return {"t": t, "gaps": [b - a for a, b in zip(t, t[1:])],
             "excess": [r - base for r in rel],
             "lost": sum(max(0, round((b - a) / FRAME_MS) - 1) for a, b in zip(ts, ts[1:])),
             "seconds": (t[-1] - t[0]) / 1000}
@@ -180,7 +180,7 @@ def wait_listening(link, port, p, timeout=15):
 
 
 def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, variants=None,
-            logdir=None, warm_s=2.0, runs=1):
+            logdir=None, warm_s=2.0, runs=1, raw_json=None):
     """Runs every variant at once over one link, `runs` times (a fresh link and fresh daemons
     each time), and pools the runs; returns {"link": ..., "variants": {...}}."""
     daemon = Path(daemon or ROOT / "target" / "release" / "novnc-audio")
@@ -206,6 +206,9 @@ def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, varia
         pulse.close()
         shutil.rmtree(tmp, ignore_errors=True)
         log.close()
+    if raw_json:
+        Path(raw_json).write_text(json.dumps(
+            {n: [{"t": r["t"], "excess": r["excess"]} for r in rs] for n, rs in recorded.items()}))
     results = {}
     for name, spec in variants:
         results[name] = summarise(recorded[name])
@@ -285,11 +288,19 @@ def main():
     ap.add_argument("--jitter-ms", type=float, default=20)
     ap.add_argument("--loss-pct", type=float, default=1)
     ap.add_argument("--runs", type=int, default=1, help="fresh link and daemons each run, pooled")
+    ap.add_argument("--variants", help="NAME=SPEC;NAME=SPEC... instead of the built-in rows "
+                    "(SPEC as NOVNC_AUDIO_TCP_OPTIONS; a NAME may repeat with a suffix)")
     ap.add_argument("--daemon")
     ap.add_argument("--json")
+    ap.add_argument("--raw-json", help="also write each client's arrival times and excess delays")
     a = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    report = measure(a.seconds, a.delay_ms, a.jitter_ms, a.loss_pct, a.daemon, runs=a.runs)
+    variants = None
+    if a.variants:
+        variants = [tuple(v.split("=", 1)) for v in a.variants.split(";") if v]
+    report = measure(a.seconds, a.delay_ms, a.jitter_ms, a.loss_pct, a.daemon, variants=variants,
+                     runs=a.runs,
+                     raw_json=a.raw_json)
     if a.json:
         Path(a.json).write_text(json.dumps(report, indent=2))
     print(json.dumps(report["link"]))
