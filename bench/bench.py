@@ -829,6 +829,8 @@ class Bench:
                 self.measure("first_frame_silent", self.m_silence)
             if want("wan"):
                 self.measure(wan.KEY, lambda: wan.measure(self.a.smoke, DAEMON, LOGS))
+                self.measure(wan.KEY_PLAYOUT,
+                             lambda: wan.measure_playout(self.a.smoke, DAEMON, LOGS))
         finally:
             self.stop_tone()
             self.procs.stop_all()

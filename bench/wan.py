@@ -8,9 +8,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests" / "netlink"))
+import wan_playout  # noqa: E402
 import wan_stalls  # noqa: E402
 
 KEY = "wan_stalls"
+KEY_PLAYOUT = "wan_playout"
 
 
 def measure(smoke, daemon, logdir):
@@ -18,6 +20,38 @@ def measure(smoke, daemon, logdir):
     # the smoke run still sees a few losses each way in 10 s.
     return wan_stalls.measure(10 if smoke else 60, daemon=daemon, logdir=logdir,
                               runs=1 if smoke else 3)
+
+
+def measure_playout(smoke, daemon, logdir):
+    """Chromium over the link (clean, WAN, clean again); needs chromium + chromium-driver,
+    which run.sh does not install (the browser tests do): without them this row fails with
+    the reason and the others stand."""
+    why = wan_playout.missing()
+    if why:
+        raise RuntimeError(why)
+    lan, wan_, clean = (10, 20, 20) if smoke else (30, 60, 60)
+    r = wan_playout.measure(lan, wan_, clean, daemon=daemon, logdir=logdir)
+    r.pop("samples", None)
+    return r
+
+
+def playout_rows(p):
+    L = ["| phase | module's latencyMs median | its targetMs median | underruns a minute |",
+         "|---|---|---|---|"]
+    lan, w, c = p["lan"], p["wan"], p["clean_again"]
+    L.append(f"| clean link ({p['lan_s']:g} s, first 10 s left out) | {lan['latency_ms_median']} "
+             f"| {lan['target_ms_median']} | {lan['underruns_per_min']} |")
+    L.append(f"| WAN ({p['wan_s']:g} s) | {w['latency_ms_median']} (first half "
+             f"{w['latency_ms_median_first_half']}, second {w['latency_ms_median_second_half']}) "
+             f"| {w['target_ms_median']} | {w['underruns_per_min']} (second half "
+             f"{w['underruns_per_min_second_half']}) |")
+    L.append(f"| clean again ({p['clean_s']:g} s) | {c['latency_ms_median_last_20s']} (last 20 s) "
+             f"| - | {c['underruns_per_min']} |")
+    L.append("")
+    L.append(f"Back within 10 ms of the clean-link latency (5 s in a row) "
+             f"{c['back_to_lan_s']} s after the link turned clean. Decoder "
+             f"`{p.get('decoder')}`, output `{p.get('output')}`.")
+    return L
 
 
 def section(results, errors):
@@ -44,5 +78,18 @@ def section(results, errors):
         f"delay above the run's smallest, i.e. what a playout buffer must hold; \"late at N\": "
         f"share of frames a buffer of N ms would play late; lost: frames the daemon dropped.\n")
     L.append(wan_stalls.table(r))
+    L.append("")
+    L.append("### Chromium over the same link\n")
+    p = results.get(KEY_PLAYOUT)
+    if not p:
+        L.append(f"Not measured: {errors.get(KEY_PLAYOUT, 'the wan group did not run')}\n")
+        return L
+    L.append("tests/netlink/wan_playout.py: headless Chromium (chromedriver) in the client "
+             "namespace plays the daemon's listen page from `http://10.201.X.1:6090/` (plain "
+             "HTTP, not localhost: WebAssembly decoder, scheduled output) into a second "
+             "PulseAudio's null sink; `window.novncAudio.stats` sampled every second while the "
+             "link is clean, then WAN as above, then clean again. latencyMs is the module's own "
+             "estimate, not measured at the sound card.\n")
+    L.extend(playout_rows(p))
     L.append("")
     return L
