@@ -206,25 +206,6 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_reach_an_accepted_socket() {
-        let (server, _client) = accepted();
-        apply_to_client(&server);
-        let d = TcpOptions::DEFAULT;
-        if let Some(v) = d.notsent_lowat {
-            assert_eq!(getsockopt(&server, libc::TCP_NOTSENT_LOWAT) as u32, v);
-        }
-        if let Some(v) = d.thin_linear_timeouts {
-            assert_eq!(
-                getsockopt(&server, libc::TCP_THIN_LINEAR_TIMEOUTS),
-                v as i32
-            );
-        }
-        if let Some(v) = d.nodelay {
-            assert_eq!(getsockopt(&server, libc::TCP_NODELAY), v as i32);
-        }
-    }
-
-    #[test]
     fn none_changes_nothing_and_bad_items_are_named() {
         assert_eq!(TcpOptions::parse("none").unwrap(), TcpOptions::default());
         assert_eq!(TcpOptions::parse("").unwrap(), TcpOptions::default());
