@@ -75,8 +75,10 @@ def section(results, errors):
         f"(tests/netlink/wanprobe.py, which records each frame's arrival), "
         f"{link['seconds']:g} s after a 2 s warm-up: the rows are paired. \"baseline\" is "
         f"what every socket got before (TCP_NODELAY, small SO_SNDBUF). Excess delay: one-way "
-        f"delay above the run's smallest, i.e. what a playout buffer must hold; \"late at N\": "
-        f"share of frames a buffer of N ms would play late; lost: frames the daemon dropped.\n")
+        f"delay above the smallest of the last 10 s, i.e. what a playout buffer must hold; "
+        f"\"late at N\": share of frames a buffer of N ms would play late; lost: timestamps "
+        f"that never came (the same count in every row means the capture skipped them while "
+        f"the machine stalled; TCP itself loses nothing).\n")
     L.append(wan_stalls.table(r))
     L.append("")
     L.append("### Chromium over the same link\n")

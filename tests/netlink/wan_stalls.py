@@ -12,10 +12,11 @@ same machine load and the same time: a paired comparison, not absolute times.
 
 Per variant, from the frames' arrival times and server timestamps (after a warm-up):
   gap_*      time between consecutive frame arrivals (p50 / p99 / max), stalls = gaps > 100 ms
-  excess_*   one-way delay above the smallest seen in the run (the clocks' offset cancels):
+  excess_*   one-way delay above the smallest of the last 10 s (the clocks' offset cancels):
              what a playout buffer must hold to play the frame in time
   late_N     share of frames a buffer of N ms would have played late (excess > N)
-  lost       frames that never came (server timestamps skipped: the daemon dropped them)
+  lost       server timestamps that never came (the daemon dropped the frame, or the capture
+             skipped it while the machine stalled: then every row loses the same)
 Prints a Markdown table; --json writes everything. Exits non-zero if a variant has no frames.
 Everything started here is ended by pid; the namespaces are deleted on exit, even on failure.
 """
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import deque
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -53,6 +55,7 @@ VARIANTS = [
 FRAME_MS = 20
 STALL_MS = 100
 LATE_AT = (100, 200, 400)
+BASE_WINDOW_MS = 10_000
 
 
 def q(v, p):
@@ -63,16 +66,28 @@ def q(v, p):
 
 
 def raw(t, ts, warm_ms):
-    """Gaps, excess delays and lost frames of one client's recording, after the warm-up."""
+    """Gaps, excess delays and lost frames of one client's recording, after the warm-up.
+
+    Excess is measured against the smallest one-way delay of the last BASE_WINDOW_MS (as a
+    playout buffer sees it), not of the whole run: when the machine stalls the capture, the
+    timestamps step against the arrivals once, and a whole-run minimum would count every
+    later frame as late."""
     keep = [i for i in range(len(t)) if t[i] >= warm_ms]
     t = [t[i] for i in keep]
     ts = [ts[i] for i in keep]
     if len(t) < 2:
         return {"t": [], "gaps": [], "excess": [], "lost": 0, "seconds": 0.0}
     rel = [a - b for a, b in zip(t, ts)]
-    base = min(rel)
+    excess, window = [], deque()  # (t, rel) with increasing rel: a sliding minimum
+    for ti, ri in zip(t, rel):
+        while window and window[-1][1] >= ri:
+            window.pop()
+        window.append((ti, ri))
+        while ti - window[0][0] > BASE_WINDOW_MS:
+            window.popleft()
+        excess.append(ri - window[0][1])
     return {"t": t, "gaps": [b - a for a, b in zip(t, t[1:])],
-            "excess": [r - base for r in rel],
+            "excess": excess,
             "lost": sum(max(0, round((b - a) / FRAME_MS) - 1) for a, b in zip(ts, ts[1:])),
             "seconds": (t[-1] - t[0]) / 1000}
 
