@@ -9,8 +9,9 @@ arrived before it; the buffer's actual delay L follows the target the way web/'s
 latency-policy.js does it (at most 1 % faster / 0.5 % slower; a backlog more than a frame
 above the target for 0.5 s is dropped back to it at once). A frame with excess > L is an
 underrun: playout restarts with L = that frame's excess + D (the module's restart leaves a
-target's worth of silence first). Only the network is modelled: no main-thread or output
-hiccups, so these are lower bounds on what a browser sees.
+target's worth of silence first). Only the network is modelled (no main-thread or output
+hiccups, no engine floor, no decoder concealment): compare the rules with each other, not
+with a browser's figures.
 Prints underruns a minute and the median / p99 of L per rule.
 """
 import bisect
@@ -100,6 +101,20 @@ def simulate(t, excess, make):
     return under, Ls
 
 
+def rebase(t, excess, window_ms=10_000):
+    """Excess against the sliding minimum of the last 10 s (as wan_stalls.raw computes it;
+    idempotent, so older recordings made against the whole run's minimum are corrected)."""
+    out, w = [], deque()
+    for ti, e in zip(t, excess):
+        while w and w[-1][1] >= e:
+            w.pop()
+        w.append((ti, e))
+        while ti - w[0][0] > window_ms:
+            w.popleft()
+        out.append(e - w[0][1])
+    return out
+
+
 def main():
     raw = json.load(open(sys.argv[1]))
     names = [sys.argv[2]] if len(sys.argv) > 2 else [n for n in raw if "nodelay" not in n]
@@ -111,7 +126,7 @@ def main():
             for rec in raw[name]:
                 if len(rec["t"]) < 2:
                     continue
-                u, l = simulate(rec["t"], rec["excess"], make)
+                u, l = simulate(rec["t"], rebase(rec["t"], rec["excess"]), make)
                 under += u
                 Ls += l
                 minutes += (rec["t"][-1] - rec["t"][0]) / 60000
