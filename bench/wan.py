@@ -39,7 +39,8 @@ def playout_rows(p):
     L = ["| phase | module's latencyMs median | its targetMs median | underruns a minute |",
          "|---|---|---|---|"]
     lan, w, c = p["lan"], p["wan"], p["clean_again"]
-    L.append(f"| clean link ({p['lan_s']:g} s, first 10 s left out) | {lan['latency_ms_median']} "
+    L.append(f"| clean link ({p['lan_s']:g} s, first {lan.get('settle_s', 10):g} s left out) | "
+             f"{lan['latency_ms_median']} "
              f"| {lan['target_ms_median']} | {lan['underruns_per_min']} |")
     L.append(f"| WAN ({p['wan_s']:g} s) | {w['latency_ms_median']} (first half "
              f"{w['latency_ms_median_first_half']}, second {w['latency_ms_median_second_half']}) "

@@ -40,7 +40,8 @@ def window(samples, t0, t1):
 
 
 def summary(samples, lan_s, wan_s, clean_s):
-    lan = window(samples, 10, lan_s)  # the first 10 s settle the start
+    settle = min(10, lan_s / 2)  # the start settles (10 s; half of a short smoke window)
+    lan = window(samples, settle, lan_s)
     wan = window(samples, lan_s, lan_s + wan_s)
     after = window(samples, lan_s + wan_s, lan_s + wan_s + clean_s)
 
@@ -55,7 +56,7 @@ def summary(samples, lan_s, wan_s, clean_s):
     lan_ms = med(lan, "latencyMs")
     half = lan_s + wan_s / 2
     out = {
-        "lan": {"latency_ms_median": lan_ms, "target_ms_median": med(lan, "targetMs"),
+        "lan": {"settle_s": settle, "latency_ms_median": lan_ms, "target_ms_median": med(lan, "targetMs"),
                 "underruns_per_min": underruns_per_min(lan)},
         "wan": {"latency_ms_median": med(wan, "latencyMs"),
                 "latency_ms_median_first_half": med([s for s in wan if s["t"] < half],
