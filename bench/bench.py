@@ -12,7 +12,8 @@ then measures, each over one window of --seconds (30; --smoke: 3):
   with 0, 1 and 100 clients in paired rounds (CPU, bytes/s per client), and a 100 ms
   burst by a fresh player after silence (time to the first sound at a client, how much
   of it arrives; bench/target/release/burst); the stream over an emulated WAN link, one
-  row per set of TCP options (bench/wan.py, tests/netlink; 60 s, --smoke: 10 s).
+  row per set of TCP options (bench/wan.py, tests/netlink; 3 x 60 s, --smoke: 10 s), and
+  Chromium playing over it when chromium + chromium-driver are installed.
 CPU is % of one core: utime+stime deltas of /proc/PID/stat over the window / wall time
 (also the median of 1 s samples taken from /proc/PID/task/*/schedstat, ns resolution).
 Writes target/bench/report.json and docs/PERFORMANCE.md and prints the Markdown.
