@@ -113,7 +113,15 @@ pub fn resolve(root: &Path, rel: &str) -> Option<PathBuf> {
 
 /// A regular file's bytes; `None` if it is missing or not a regular file.
 fn read_file(path: &Path) -> std::io::Result<Option<Vec<u8>>> {
-    let file = match std::fs::File::open(path) {
+    use std::os::unix::fs::OpenOptionsExt;
+    // O_NONBLOCK: opening a FIFO someone left in the directory would otherwise block the
+    // daemon's one thread until a writer came; it is refused below as not a regular file.
+    // Reading a regular file ignores the flag.
+    let opened = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path);
+    let file = match opened {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
@@ -233,6 +241,18 @@ mod tests {
         assert_eq!((r.status, r.headers[0].1.as_str()), (302, "novnc/vnc.html"));
         assert!(d.serve("/novncx").is_none());
         assert!(d.serve("/index.html").is_none());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_fifo_in_the_directory_is_refused_without_blocking() {
+        let tmp = std::env::temp_dir().join(format!("novnc-fifo-test-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let fifo = tmp.join("vnc.html");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        assert!(made.unwrap().success(), "mkfifo {}", fifo.display());
+        // Without O_NONBLOCK this open would wait for a writer forever.
+        assert_eq!(dir(&tmp).serve("/novnc/vnc.html").unwrap().status, 404);
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }
