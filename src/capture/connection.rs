@@ -188,8 +188,7 @@ impl Inner {
             ctx.set_subscribe_callback(None);
             ctx.disconnect();
         }
-        self.devices.refresh_in_flight = false;
-        self.devices.refresh_again = false;
+        self.devices.forget_server();
         self.playing.reset();
     }
 }
