@@ -335,7 +335,7 @@ fn connection_churn_leaks_nothing() {
     let _serial = serial();
     let total = if full() { 10_000 } else { 1000 };
     let (pulse, daemon) = setup(&[]);
-    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = Tone::play(&pulse, Some(SINK), 440.0);
     let pid = daemon.pid();
     let url = daemon.url("/audio");
     let healthy = Reader::start(&url);
@@ -355,6 +355,7 @@ fn connection_churn_leaks_nothing() {
     );
     let rss_base = rss_kib(pid);
 
+    let watch = SkipWatch::start(&daemon, &tone);
     let mark = healthy.len();
     let started = Instant::now();
     let cpu_before = cpu_time(pid);
@@ -362,11 +363,12 @@ fn connection_churn_leaks_nothing() {
     let took = started.elapsed();
     let cpu = cpu_time(pid) - cpu_before;
     let during = healthy.frames_from(mark);
+    let skipped = watch.skipped();
 
     let fds_after = settle_fds(pid, fds_base);
     thread::sleep(Duration::from_millis(300));
     let rss_after = rss_kib(pid);
-    let ts_gap = max_ts_gap(&during);
+    let ts_gap = max_ts_gap_skipping(&during, 20, skipped);
     let arrival_gap = max_arrival_gap(&during);
     for w in during.windows(2) {
         let ag = w[1].received - w[0].received;
@@ -383,7 +385,8 @@ fn connection_churn_leaks_nothing() {
     println!(
         "churn: {total} cycles in {took:.1?} ({:.0}/s, daemon CPU {cpu:?}); fds {fds_base} -> {fds_after}; \
          RSS {rss_start} KiB at start, {rss_base} KiB after warm-up, {rss_after} KiB after ({:+} KiB); \
-         healthy client: {} frames, max ts gap {ts_gap} ms, max arrival gap {arrival_gap:?}",
+         healthy client: {} frames, max ts gap {ts_gap} ms, max arrival gap {arrival_gap:?}; \
+         {skipped:?}",
         total as f64 / took.as_secs_f64(),
         rss_after as i64 - rss_base as i64,
         during.len()
@@ -479,7 +482,7 @@ fn stalled_readers_do_not_hurt() {
     let _serial = serial();
     let stall = Duration::from_secs(if full() { 60 } else { 10 });
     let (pulse, daemon) = setup(&["--max-clients", "200"]);
-    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = Tone::play(&pulse, Some(SINK), 440.0);
     let pid = daemon.pid();
     let healthy = Reader::start(&daemon.url("/audio"));
     poll_until(Duration::from_secs(5), || {
@@ -492,6 +495,7 @@ fn stalled_readers_do_not_hurt() {
 
     // PCM (192 kB/s) fills the socket buffers of a client that stops reading in about
     // a second; the stalled clients use it so the daemon really has to drop for them.
+    let watch = SkipWatch::start(&daemon, &tone);
     let mark = healthy.len();
     let stalled: Vec<TcpStream> = (0..100)
         .map(|_| stalled_client(&daemon, "?codec=pcm"))
@@ -514,18 +518,18 @@ fn stalled_readers_do_not_hurt() {
     }
     let fds_stalled = fd_count(pid);
     let during = healthy.frames_from(mark);
+    let skipped = watch.skipped();
     drop(stalled);
 
     let fds_after = settle_fds(pid, fds_base);
     thread::sleep(Duration::from_millis(300));
     let rss_after = rss_kib(pid);
-    let ts_gap = max_ts_gap(&during);
+    let ts_gap = max_ts_gap_skipping(&during, 20, skipped);
     let arrival_gap = max_arrival_gap(&during);
-    let fps = arrival_rate(
-        &during,
-        during[0].received,
-        (during.last().unwrap().received - during[0].received).max(Duration::from_secs(1)),
-    );
+    let span = (during.last().unwrap().received - during[0].received).max(Duration::from_secs(1));
+    // Silence skipped because the player underran counts as frames sent.
+    let fps = arrival_rate(&during, during[0].received, span)
+        + skipped.explained(&during, 20) as f64 / span.as_secs_f64();
     println!(
         "stalled: 100 clients for {stall:?}; fds {fds_base} -> {fds_stalled} (stalled) -> {fds_after}; \
          RSS {rss_base} KiB -> max {rss_max} KiB -> {rss_after} KiB after; \

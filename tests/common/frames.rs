@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::Frame;
+use super::{stats, Daemon, Frame, Tone};
 
 /// Check that timestamps step by exactly `step` ms, never go backwards, and
 /// allow at most one forward jump, within the first `jump_window` frames.
@@ -37,6 +37,113 @@ pub fn check_timestamps(frames: &[Frame], step: u64, jump_window: usize) -> Resu
             &jumps[..jumps.len().min(20)]
         )),
     }
+}
+
+/// Silence the daemon skipped while a run of frames came, and why there was any: the
+/// test's player underran, so the null sink played zeros. With silence skipping, a player
+/// that underruns on this busy machine shows as a timestamp jump that is the player's,
+/// not the daemon's; the checks below accept such a jump only when both say so.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Skipped {
+    /// How much /stats frames_skipped_silence grew.
+    pub frames: u64,
+    /// How many underruns the player reported.
+    pub underruns: usize,
+}
+
+impl Skipped {
+    /// Are all the jumps of `frames` skipped silence? Only when the player underran and
+    /// the daemon counted at least as many skipped frames as the jumps stand for.
+    pub fn explains(&self, frames: &[Frame], step: u64) -> bool {
+        self.underruns > 0 && jumped_frames(frames, step).is_some_and(|n| n <= self.frames)
+    }
+
+    /// The frames the jumps of `frames` stand for, when they are skipped silence, else 0.
+    pub fn explained(&self, frames: &[Frame], step: u64) -> u64 {
+        if self.explains(frames, step) {
+            jumped_frames(frames, step).unwrap_or(0)
+        } else {
+            0
+        }
+    }
+}
+
+/// Watches the daemon's skipped-silence count and a player's underruns over a run of
+/// frames: `start` before the first, `skipped` after the last.
+pub struct SkipWatch<'a> {
+    /// Reads /stats frames_skipped_silence.
+    count: Box<dyn Fn() -> u64 + 'a>,
+    tone: &'a Tone,
+    frames: u64,
+    underruns: usize,
+}
+
+impl<'a> SkipWatch<'a> {
+    /// Reads the daemon's /stats over plain HTTP.
+    pub fn start(daemon: &'a Daemon, tone: &'a Tone) -> SkipWatch<'a> {
+        Self::start_with(tone, move || stats(daemon).u64("frames_skipped_silence"))
+    }
+
+    /// Reads frames_skipped_silence with `count` (a daemon that speaks only TLS).
+    pub fn start_with(tone: &'a Tone, count: impl Fn() -> u64 + 'a) -> SkipWatch<'a> {
+        SkipWatch {
+            frames: count(),
+            count: Box::new(count),
+            tone,
+            underruns: tone.underruns(),
+        }
+    }
+
+    pub fn skipped(&self) -> Skipped {
+        Skipped {
+            frames: (self.count)() - self.frames,
+            underruns: self.tone.underruns() - self.underruns,
+        }
+    }
+}
+
+/// The frames that the forward jumps of a run stand for (a step of k * `step` ms stands
+/// for k - 1); None when a step is no positive multiple of `step`.
+pub fn jumped_frames(frames: &[Frame], step: u64) -> Option<u64> {
+    frames.windows(2).try_fold(0, |n, w| {
+        let d = w[1].ts_ms.checked_sub(w[0].ts_ms)?;
+        (d > 0 && d % step == 0).then(|| n + d / step - 1)
+    })
+}
+
+/// `check_timestamps`, except that jumps are also accepted when they are silence the
+/// daemon skipped because the player underran (see [`Skipped`]).
+pub fn check_timestamps_skipping(
+    frames: &[Frame],
+    step: u64,
+    jump_window: usize,
+    skipped: Skipped,
+) -> Result<(), String> {
+    match check_timestamps(frames, step, jump_window) {
+        Ok(()) => Ok(()),
+        Err(e) if skipped.explains(frames, step) => {
+            println!("accepted as the player's underrun: {e}; {skipped:?}");
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "{e}; the jumps stand for {:?} frames, the daemon skipped {} as silence and the \
+             player underran {} times meanwhile",
+            jumped_frames(frames, step),
+            skipped.frames,
+            skipped.underruns
+        )),
+    }
+}
+
+/// Largest gap between consecutive timestamps, or one `step` when every jump of the run
+/// is silence skipped because the player underran (see [`Skipped`]).
+pub fn max_ts_gap_skipping(frames: &[Frame], step: u64, skipped: Skipped) -> u64 {
+    let gap = max_ts_gap(frames);
+    if gap > step && skipped.explains(frames, step) {
+        println!("max ts gap {gap} ms accepted as the player's underrun: {skipped:?}");
+        return step;
+    }
+    gap
 }
 
 /// Frames per second by arrival time inside [from, from + dur).
@@ -140,5 +247,20 @@ mod tests {
         assert!(check_timestamps(&mk(&[0, 20, 10]), 20, 5).is_err());
         assert!(check_timestamps(&mk(&[0, 100, 120, 200]), 20, 5).is_err());
         assert_eq!(max_ts_gap(&mk(&[0, 20, 100])), 80);
+        assert_eq!(jumped_frames(&mk(&[0, 20, 100, 120]), 20), Some(3));
+        assert_eq!(jumped_frames(&mk(&[0, 20, 90]), 20), None);
+        assert_eq!(jumped_frames(&mk(&[0, 20, 20]), 20), None);
+        let jump = mk(&[0, 20, 100, 120]);
+        let skipped = |frames, underruns| Skipped { frames, underruns };
+        assert!(skipped(3, 1).explains(&jump, 20));
+        assert!(!skipped(3, 0).explains(&jump, 20), "no underrun, no excuse");
+        assert!(
+            !skipped(2, 1).explains(&jump, 20),
+            "more jumped than skipped"
+        );
+        assert!(check_timestamps_skipping(&jump, 20, 0, skipped(3, 1)).is_ok());
+        assert!(check_timestamps_skipping(&jump, 20, 0, skipped(0, 1)).is_err());
+        assert_eq!(max_ts_gap_skipping(&jump, 20, skipped(4, 2)), 20);
+        assert_eq!(max_ts_gap_skipping(&jump, 20, skipped(4, 0)), 80);
     }
 }

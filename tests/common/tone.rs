@@ -1,9 +1,9 @@
 //! The sound the tests play: a continuous sine written to pacat, and where its
 //! stream plays (sink input, sink) as the server sees it.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -15,6 +15,8 @@ pub struct Tone {
     child: Child,
     stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
+    /// Underruns pacat reported (its buffer in the server ran dry: the sink played zeros).
+    underruns: Arc<AtomicUsize>,
 }
 
 impl Tone {
@@ -59,6 +61,8 @@ impl Tone {
     ) -> Tone {
         let mut cmd = pulse.command("pacat");
         cmd.args([
+            // Verbose for its "Stream underrun." lines.
+            "--verbose",
             "--playback",
             "--raw",
             "--format=s16le",
@@ -71,9 +75,22 @@ impl Tone {
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn pacat");
         let mut stdin = child.stdin.take().unwrap();
+        let underruns = Arc::new(AtomicUsize::new(0));
+        {
+            let underruns = underruns.clone();
+            let stderr = BufReader::new(child.stderr.take().unwrap());
+            // Ends with pacat (its stderr closes).
+            thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    if line.contains("Stream underrun") {
+                        underruns.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let writer = thread::spawn(move || {
@@ -102,6 +119,7 @@ impl Tone {
             child,
             stop,
             writer: Some(writer),
+            underruns,
         }
     }
 }
@@ -109,6 +127,12 @@ impl Tone {
 impl Tone {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Underruns pacat reported so far: each time its buffer in the server ran dry, the
+    /// sink played zeros, which the daemon skips as silence (its timestamps jump).
+    pub fn underruns(&self) -> usize {
+        self.underruns.load(Ordering::Relaxed)
     }
 
     /// The index of this tone's sink input (polls up to 5 s for it to appear).
