@@ -10,6 +10,7 @@ use libpulse_binding::callbacks::ListResult;
 use libpulse_binding::stream::State as StreamState;
 use log::{error, info, warn};
 
+use super::connection::{ready, ready_mut};
 use super::{defer, with_inner, Inner};
 use crate::audio::Device;
 use crate::config::CaptureConfig;
@@ -199,7 +200,7 @@ impl Inner {
             self.devices.refresh_again = true;
             return;
         }
-        let Some(ctx) = self.context.as_ref() else {
+        let Some(ctx) = ready(&self.context) else {
             return;
         };
         self.devices.refresh_in_flight = true;
@@ -410,7 +411,7 @@ impl Inner {
         if self.devices.sink_load_pending || self.devices.sink_load_refused {
             return;
         }
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         self.devices.sink_load_pending = true;
@@ -461,7 +462,7 @@ impl Inner {
 
     fn set_default_sink(&mut self) {
         let name = self.config.sink_name.clone();
-        if let Some(ctx) = self.context.as_mut() {
+        if let Some(ctx) = ready_mut(&mut self.context) {
             info!("making {name} the default sink");
             ctx.set_default_sink(&name, |_| {});
         }
