@@ -36,6 +36,11 @@ fn creates_one_null_sink_and_makes_it_default() {
     // It must stay exactly one (no duplicate created later).
     thread::sleep(Duration::from_millis(700));
     assert_eq!(pulse.sinks(), [SINK]);
+    assert_eq!(
+        pulse.sink_description(SINK).as_deref(),
+        Some("noVNC audio"),
+        "what desktops show for our sink"
+    );
     let st = daemon.stop();
     assert_eq!(st.code(), Some(0), "SIGTERM exit status: {st}");
     drop(daemon);

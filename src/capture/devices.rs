@@ -416,8 +416,10 @@ impl Inner {
         };
         self.devices.sink_load_pending = true;
         let name = self.config.sink_name.clone();
+        // Quoted so that PulseAudio and pipewire-pulse both read the description with its
+        // space: pipewire-pulse kept the backslash of `noVNC\ audio` ("noVNC\ audio").
         let args = format!(
-            "sink_name={name} sink_properties=device.description=\"noVNC\\ audio\" rate={} channels={}",
+            "sink_name={name} sink_properties='device.description=\"noVNC audio\"' rate={} channels={}",
             self.format.rate, self.format.channels
         );
         info!("the server has no sink: creating null sink {name}");
