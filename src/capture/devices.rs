@@ -330,7 +330,10 @@ impl Inner {
         }
         let (source, restore_default) = match decision {
             Decision::CreateNullSink => {
-                if self.devices.sink_listed && !self.devices.swap_waited {
+                // Only when the server lists no sink at all: a sink of ours that we do
+                // not record (the microphone's feed, which makes PipeWire drop auto_null)
+                // is no swap under way.
+                if self.devices.sink_listed && !self.devices.swap_waited && snap.sinks.is_empty() {
                     self.wait_for_another_sink();
                 } else {
                     self.load_null_sink();
