@@ -186,6 +186,18 @@ pub fn assert_strictly_monotonic(frames: &[Frame], who: &str) {
     }
 }
 
+/// The three largest timestamp steps of a run: (frame index, ms), for failure messages.
+pub fn largest_steps(frames: &[Frame]) -> Vec<(usize, u64)> {
+    let mut steps: Vec<(usize, u64)> = frames
+        .windows(2)
+        .enumerate()
+        .map(|(i, w)| (i + 1, w[1].ts_ms.saturating_sub(w[0].ts_ms)))
+        .collect();
+    steps.sort_by_key(|&(_, d)| std::cmp::Reverse(d));
+    steps.truncate(3);
+    steps
+}
+
 /// Largest gap between the arrivals of consecutive frames.
 pub fn max_arrival_gap(frames: &[Frame]) -> Duration {
     frames
