@@ -123,7 +123,10 @@ impl AudioServer for Restarter<'_> {
     }
 
     fn state(&self, _: &Daemon) -> String {
-        String::new()
+        match &self.tone {
+            Some(t) => format!("; {}", t.describe()),
+            None => "; no player".into(),
+        }
     }
 
     fn check(&self, cycle: usize) {

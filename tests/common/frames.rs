@@ -198,6 +198,28 @@ pub fn largest_steps(frames: &[Frame]) -> Vec<(usize, u64)> {
     steps
 }
 
+/// How far behind its timestamps a run of frames ends: the last frame's (arrival -
+/// timestamp) less the lowest of the run. A client the daemon keeps up with ends with none
+/// beyond scheduling noise; a stream that slows down builds it up (45 frames a second
+/// leave 100 ms after one second), while a stall of this busy machine that the frames
+/// then catch up on leaves none. Unlike a frame rate over a short window, a late first
+/// frame does not count (52.8 fps over 967 ms was that in a loaded run).
+pub fn backlog_at_end(frames: &[Frame]) -> Duration {
+    let Some(first) = frames.first() else {
+        return Duration::ZERO;
+    };
+    let lag = |f: &Frame| {
+        f.received
+            .saturating_duration_since(first.received)
+            .as_secs_f64()
+            * 1000.0
+            - f.ts_ms.saturating_sub(first.ts_ms) as f64
+    };
+    let lowest = frames.iter().map(lag).fold(f64::INFINITY, f64::min);
+    let last = lag(frames.last().unwrap());
+    Duration::from_secs_f64(((last - lowest) / 1000.0).max(0.0))
+}
+
 /// Largest gap between the arrivals of consecutive frames.
 pub fn max_arrival_gap(frames: &[Frame]) -> Duration {
     frames
@@ -259,6 +281,17 @@ mod tests {
         assert!(check_timestamps(&mk(&[0, 20, 10]), 20, 5).is_err());
         assert!(check_timestamps(&mk(&[0, 100, 120, 200]), 20, 5).is_err());
         assert_eq!(max_ts_gap(&mk(&[0, 20, 100])), 80);
+        let at = |ms: u64, ts_ms: u64| Frame {
+            ts_ms,
+            codec: 1,
+            payload: vec![],
+            received: t + Duration::from_millis(ms),
+        };
+        // A late first frame, then on time: no backlog. Slower than the timestamps: some.
+        let caught_up = [at(60, 0), at(61, 20), at(62, 40), at(80, 60), at(100, 80)];
+        assert_eq!(backlog_at_end(&caught_up), Duration::ZERO);
+        let slow = [at(0, 0), at(25, 20), at(50, 40), at(75, 60)];
+        assert_eq!(backlog_at_end(&slow).as_millis(), 15);
         assert_eq!(jumped_frames(&mk(&[0, 20, 100, 120]), 20), Some(3));
         assert_eq!(jumped_frames(&mk(&[0, 20, 90]), 20), None);
         assert_eq!(jumped_frames(&mk(&[0, 20, 20]), 20), None);
