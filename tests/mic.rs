@@ -95,11 +95,15 @@ fn voice_reaches_the_default_source(codec: VoiceCodec) {
     assert!(m["frames_received"].as_u64().unwrap() >= 400, "{st}");
     assert_eq!(m["frames_received"], m["frames_decoded"], "{st}");
     assert!(m["bytes_received"].as_u64().unwrap() > 0, "{st}");
-    // Real time drops nothing; a stall of this shared machine may cost a frame or two.
+    // Real time drops nothing; a stall of this shared machine may cost a frame or two,
+    // and a stall of the speaker's thread sends a burst the daemon trims back to its
+    // target latency: those frames it may drop (15 of 463 in a loaded run, sent late).
     let received = m["frames_received"].as_u64().unwrap();
+    let dropped = m["frames_dropped"].as_u64().unwrap();
     assert!(
-        m["frames_dropped"].as_u64().unwrap() * 50 <= received,
-        "more than 2 % dropped in real time: {st}"
+        dropped * 50 <= received + 50 * end.sent_late as u64,
+        "more than 2 % dropped in real time ({dropped} of {received}; {} sent late): {st}",
+        end.sent_late
     );
     listener.assert_alive("a stream client while someone speaks");
     // From a little before the speaker came to the end: the desktop's tone, unbroken.
