@@ -359,6 +359,7 @@ fn connection_churn_leaks_nothing() {
     let rss_base = rss_kib(pid);
 
     let watch = SkipWatch::start(&daemon, &tone);
+    let probe = StallProbe::start();
     let mark = healthy.len();
     let started = Instant::now();
     let cpu_before = cpu_time(pid);
@@ -373,26 +374,31 @@ fn connection_churn_leaks_nothing() {
     let rss_after = rss_kib(pid);
     let ts_gap = max_ts_gap_skipping(&during, 20, skipped);
     let arrival_gap = max_arrival_gap(&during);
+    let arrival_gap_daemon = max_arrival_gap_unexplained(&during, &probe);
     for w in during.windows(2) {
         let ag = w[1].received - w[0].received;
         if w[1].ts_ms - w[0].ts_ms > 40 || ag > Duration::from_millis(60) {
             println!(
-                "  gap at +{:?}: ts {} -> {} ({} ms), arrival gap {ag:?}",
+                "  gap at +{:?}: ts {} -> {} ({} ms), arrival gap {ag:?}, the test process \
+                 itself stalled {:?} of it",
                 w[0].received.saturating_duration_since(started),
                 w[0].ts_ms,
                 w[1].ts_ms,
-                w[1].ts_ms - w[0].ts_ms
+                w[1].ts_ms - w[0].ts_ms,
+                probe.stalled_within(w[0].received, w[1].received)
             );
         }
     }
     println!(
         "churn: {total} cycles in {took:.1?} ({:.0}/s, daemon CPU {cpu:?}); fds {fds_base} -> {fds_after}; \
          RSS {rss_start} KiB at start, {rss_base} KiB after warm-up, {rss_after} KiB after ({:+} KiB); \
-         healthy client: {} frames, max ts gap {ts_gap} ms, max arrival gap {arrival_gap:?}; \
-         {skipped:?}",
+         healthy client: {} frames, max ts gap {ts_gap} ms, max arrival gap {arrival_gap:?} \
+         ({arrival_gap_daemon:?} not explained by a stall of the test process, whose worst \
+         was {:?}); {skipped:?}",
         total as f64 / took.as_secs_f64(),
         rss_after as i64 - rss_base as i64,
-        during.len()
+        during.len(),
+        probe.worst()
     );
     healthy.assert_alive("churn");
     assert_eq!(fds_after, fds_base, "open fds before/after churn");
@@ -404,9 +410,12 @@ fn connection_churn_leaks_nothing() {
         ts_gap <= 60,
         "healthy client: timestamp gap {ts_gap} ms during churn"
     );
+    // A gap while this test process itself did not run (CI loaded, a busy loop next to
+    // it: 102.6 ms once) is the machine's; what is left is the daemon's.
     assert!(
-        arrival_gap <= Duration::from_millis(100),
-        "healthy client: arrival gap {arrival_gap:?} during churn"
+        arrival_gap_daemon <= Duration::from_millis(100),
+        "healthy client: arrival gap {arrival_gap:?} during churn, {arrival_gap_daemon:?} of \
+         it while the test process ran"
     );
     let json = stats(&daemon);
     assert!(

@@ -3,6 +3,9 @@
 //! for the lines of figures the tests print.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use super::{stats, Daemon, Frame, Tone};
@@ -218,6 +221,89 @@ pub fn backlog_at_end(frames: &[Frame]) -> Duration {
     let lowest = frames.iter().map(lag).fold(f64::INFINITY, f64::min);
     let last = lag(frames.last().unwrap());
     Duration::from_secs_f64(((last - lowest) / 1000.0).max(0.0))
+}
+
+/// How late this test process gets the CPU: a thread sleeps 5 ms at a time and notes every
+/// wake-up that came more than 10 ms late. A gap in a client's arrivals that a stall of
+/// the probe covers is this busy machine's (the test's reader was not running either),
+/// not the daemon's.
+pub struct StallProbe {
+    stop: Arc<AtomicBool>,
+    /// (when the probe woke, how late).
+    stalls: Arc<Mutex<Vec<(Instant, Duration)>>>,
+    handle: Option<JoinHandle<()>>,
+}
+
+impl StallProbe {
+    pub fn start() -> StallProbe {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stalls = Arc::new(Mutex::new(Vec::new()));
+        let (stop2, stalls2) = (stop.clone(), stalls.clone());
+        let handle = thread::spawn(move || {
+            while !stop2.load(Ordering::Relaxed) {
+                let due = Instant::now() + Duration::from_millis(5);
+                thread::sleep(Duration::from_millis(5));
+                let woke = Instant::now();
+                let late = woke.saturating_duration_since(due);
+                if late > Duration::from_millis(10) {
+                    stalls2.lock().unwrap().push((woke, late));
+                }
+            }
+        });
+        StallProbe {
+            stop,
+            stalls,
+            handle: Some(handle),
+        }
+    }
+
+    /// How much of [from, to] the longest stall that overlaps it covers.
+    pub fn stalled_within(&self, from: Instant, to: Instant) -> Duration {
+        self.stalls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|&(woke, late)| {
+                let start = (woke - late).max(from);
+                let end = woke.min(to);
+                end.saturating_duration_since(start)
+            })
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// The longest stall seen so far.
+    pub fn worst(&self) -> Duration {
+        self.stalls
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|&(_, late)| late)
+            .max()
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for StallProbe {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Largest gap between the arrivals of consecutive frames, less what a stall of this test
+/// process within it explains (see [`StallProbe`]).
+pub fn max_arrival_gap_unexplained(frames: &[Frame], probe: &StallProbe) -> Duration {
+    frames
+        .windows(2)
+        .map(|w| {
+            let gap = w[1].received - w[0].received;
+            gap.saturating_sub(probe.stalled_within(w[0].received, w[1].received))
+        })
+        .max()
+        .unwrap_or_default()
 }
 
 /// Largest gap between the arrivals of consecutive frames.
