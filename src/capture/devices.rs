@@ -298,10 +298,13 @@ impl Inner {
             .iter()
             .map(|s| (s.monitor.clone(), s.index))
             .collect();
+        // Never the microphone's feed: suspending it (the kick) on pipewire-pulse, when the
+        // server had moved our stream onto its monitor, left the microphone's source
+        // silent (pipewire_microphone_voice_reaches_the_default_source, rms 0).
         self.devices.null_sink_of_monitor = snap
             .sinks
             .iter()
-            .filter(|s| s.is_null)
+            .filter(|s| s.is_null && !self.config.ignored_sinks.contains(&s.name))
             .map(|s| (s.monitor.clone(), s.name.clone()))
             .collect();
         let decision = decide(&snap, &self.config, self.status.sink_created);
