@@ -5,7 +5,7 @@
 mod common;
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -40,8 +40,17 @@ fn client_hello() -> Vec<u8> {
 /// A private server, a daemon with `args` that has its sink, and a 440 Hz tone in it.
 fn setup_with_tone(args: &[&str]) -> (PulseServer, Daemon, Tone) {
     let (pulse, daemon) = setup(args);
-    let tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = play_tone(&pulse);
     (pulse, daemon, tone)
+}
+
+/// 440 Hz into our sink with 300 ms of buffer in the server. The healthy client's checks
+/// count every frame, and the daemon skips the zeros the sink plays when its player
+/// underruns: a stall of this shared machine must not look like a gap. (Nothing here
+/// measures how fast the tone starts; /stats, which would tell a skipped silence, is out
+/// of reach while the daemon has no descriptors left.)
+fn play_tone(pulse: &PulseServer) -> Tone {
+    Tone::play_buffered(pulse, Some(SINK), 440.0, 48000, 2, 300)
 }
 
 /// A tiny deterministic PRNG (xorshift64*), so the corpus is the same every run.
@@ -64,33 +73,86 @@ impl Rng {
 // The healthy client
 // ---------------------------------------------------------------------------
 
-/// A client read by a thread of its own; its frames are checked at the end.
-struct Healthy(Reader);
+/// A client read by a thread of its own; its frames are checked at the end. It knows the
+/// tone it hears and the daemon's address, to tell a player's underrun (skipped silence,
+/// see `Skipped`) from a gap of the daemon's.
+struct Healthy<'t> {
+    reader: Reader,
+    addr: SocketAddr,
+    tone: &'t Tone,
+    /// Where its frames start.
+    start: Mark,
+}
 
-impl Healthy {
-    fn start(url: &str, headers: &[(&str, &str)]) -> Healthy {
+/// A point in the healthy client's frames, with the daemon's skipped-silence count (when
+/// /stats answers: not while the daemon is out of descriptors) and the player's underruns.
+#[derive(Clone, Copy)]
+struct Mark {
+    index: usize,
+    skipped: Option<u64>,
+    underruns: usize,
+}
+
+impl<'t> Healthy<'t> {
+    fn start(url: &str, headers: &[(&str, &str)], addr: SocketAddr, tone: &'t Tone) -> Healthy<'t> {
         let c = WsClient::try_connect(url, headers).expect("healthy client connects");
-        let h = Healthy(Reader::read(c, false));
-        poll_until(Duration::from_secs(5), || (h.len() >= 10).then_some(()))
-            .expect("the healthy client gets frames");
+        let mut h = Healthy {
+            reader: Reader::read(c, false),
+            addr,
+            tone,
+            start: Mark {
+                index: 0,
+                skipped: None,
+                underruns: 0,
+            },
+        };
+        h.start = Mark {
+            index: 0,
+            ..h.mark()
+        };
+        poll_until(Duration::from_secs(5), || {
+            (h.reader.len() >= 10).then_some(())
+        })
+        .expect("the healthy client gets frames");
         h
     }
 
-    fn len(&self) -> usize {
-        self.0.len()
+    /// The frames and counts so far.
+    fn mark(&self) -> Mark {
+        Mark {
+            index: self.reader.len(),
+            skipped: self.skipped_silence(),
+            underruns: self.tone.underruns(),
+        }
     }
 
-    fn since(&self, mark: usize) -> Vec<Frame> {
-        self.0.frames_from(mark)
+    /// /stats frames_skipped_silence, None when /stats does not answer.
+    fn skipped_silence(&self) -> Option<u64> {
+        let resp =
+            raw_request(self.addr, b"GET /stats HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+        (resp.status == 200).then(|| Stats::parse(&resp.body_text()).u64("frames_skipped_silence"))
     }
 
-    /// Checks everything received since `mark`: still connected, 50 ± 2 frames/s,
-    /// timestamps step by 20 ms (no gap over 60 ms), and the tail is the 440 Hz tone.
-    fn check(&self, mark: usize, what: &str) -> String {
-        if let Some(e) = self.0.ended() {
+    /// The silence skipped since `mark` and the player's underruns; nothing is explained
+    /// when /stats did not answer at either end.
+    fn skipped_since(&self, mark: Mark) -> Skipped {
+        match (mark.skipped, self.skipped_silence()) {
+            (Some(before), Some(now)) => Skipped {
+                frames: now - before,
+                underruns: self.tone.underruns() - mark.underruns,
+            },
+            _ => Skipped::default(),
+        }
+    }
+
+    /// Checks everything received since `mark`: still connected, timestamps step by 20 ms
+    /// (no gap over 60 ms but skipped silence of an underrun), no backlog over 100 ms at
+    /// the end, and the tail is the 440 Hz tone.
+    fn check(&self, mark: Mark, what: &str) -> String {
+        if let Some(e) = self.reader.ended() {
             panic!("{what}: the healthy client lost its connection: {e}");
         }
-        let frames = self.since(mark);
+        let frames = self.reader.frames_from(mark.index);
         let stale = frames
             .last()
             .map(|f| f.received.elapsed())
@@ -105,15 +167,28 @@ impl Healthy {
             "{what}: the healthy client got only {} frames",
             frames.len()
         );
+        // After the staleness check: /stats takes its 3 s timeout from a daemon out of
+        // descriptors.
+        let skipped = self.skipped_since(mark);
         let span = frames.last().unwrap().received - frames[0].received;
-        let fps = (frames.len() - 1) as f64 / span.as_secs_f64();
-        let gap = max_ts_gap(&frames);
+        // Silence skipped because the player underran counts as frames sent.
+        let fps = ((frames.len() - 1) as f64 + skipped.explained(&frames, 20) as f64)
+            / span.as_secs_f64();
+        let backlog = backlog_at_end(&frames);
+        let gap = max_ts_gap_skipping(&frames, 20, skipped);
         let arrival = max_arrival_gap(&frames);
         assert_strictly_monotonic(&frames, what);
-        assert!(gap <= 60, "{what}: timestamp gap of {gap} ms");
         assert!(
-            (fps - 50.0).abs() <= 2.5,
-            "{what}: {fps:.1} frames/s over {span:?}, expected 50"
+            gap <= 60,
+            "{what}: timestamp gap of {gap} ms (largest steps {:?}); {skipped:?}",
+            largest_steps(&frames)
+        );
+        // Every frame came (the steps above); kept up with: no backlog at the end. (Not a
+        // rate over the case's second or so: a late first frame made that 52.8 fps.)
+        assert!(
+            backlog <= Duration::from_millis(100),
+            "{what}: the frames ended {backlog:?} behind their timestamps ({fps:.1} frames/s \
+             over {span:?})"
         );
         let tail = &frames[frames.len().saturating_sub(25)..];
         assert_tone(
@@ -122,7 +197,8 @@ impl Healthy {
             &format!("{what}: the healthy client"),
         );
         format!(
-            "{} frames over {span:.1?}, {fps:.1} fps, max ts gap {gap} ms, max arrival gap {arrival:.1?}",
+            "{} frames over {span:.1?}, {fps:.1} fps, max ts gap {gap} ms, max arrival gap {arrival:.1?}, \
+             backlog {backlog:.1?}; {skipped:?}",
             frames.len()
         )
     }
@@ -374,7 +450,7 @@ fn case_oversized_message(d: &Daemon, _: &Healthy) -> String {
 fn case_ping_flood_reading(d: &Daemon, healthy: &Healthy) -> String {
     let mut ws = RawWs::connect(d);
     let mut writer = ws.s.try_clone().unwrap();
-    let mark = healthy.len();
+    let mark = healthy.mark();
     let started = Instant::now();
     let sender = thread::spawn(move || {
         let mut batch = Vec::new();
@@ -425,7 +501,7 @@ fn case_ping_flood_reading(d: &Daemon, healthy: &Healthy) -> String {
 /// 10,000 pings of 125 bytes from a client that never reads: it is disconnected.
 fn case_ping_flood_not_reading(d: &Daemon, healthy: &Healthy) -> String {
     let mut s = RawWs::connect(d).s;
-    let mark = healthy.len();
+    let mark = healthy.mark();
     let started = Instant::now();
     let mut sent = 0;
     let mut write_error = None;
@@ -439,16 +515,24 @@ fn case_ping_flood_not_reading(d: &Daemon, healthy: &Healthy) -> String {
         }
         sent += 1;
     }
+    // Still not reading: the pongs must pile up until the daemon drops the client. (Reading
+    // here to see the end read them: when the daemon fell behind while the pings went out,
+    // the flooder became a reader of its pongs and rightly stayed, 1 loaded run in 4.)
+    let dropped = poll_until(Duration::from_secs(5), || {
+        (stats(d).u64("clients") == 1).then(Instant::now)
+    });
+    let took = dropped.unwrap_or_else(Instant::now) - started;
+    assert!(
+        dropped.is_some(),
+        "a client flooding pings without reading was not disconnected ({sent} pings sent, \
+         write error {write_error:?}): {}",
+        stats(d)
+    );
     let ended = drains_to_end(&mut s, Duration::from_secs(5));
-    let took = started.elapsed();
     assert!(
         ended,
-        "a client flooding pings without reading was not disconnected ({sent} pings sent)"
+        "the flooder was dropped but its connection did not end"
     );
-    let clients = poll_until(Duration::from_secs(3), || {
-        (stats(d).u64("clients") == 1).then_some(())
-    });
-    assert!(clients.is_some(), "the flooder still counts as a client");
     thread::sleep(Duration::from_millis(1000));
     let h = healthy.check(mark, "during the non-reading ping flood");
     format!(
@@ -479,7 +563,7 @@ fn case_message_flood(d: &Daemon, healthy: &Healthy) -> String {
             }
         }
     });
-    let mark = healthy.len();
+    let mark = healthy.mark();
     let batch: Vec<u8> = (0..1000)
         .flat_map(|_| RawWs::frame(0x2, b"hello"))
         .collect();
@@ -492,11 +576,12 @@ fn case_message_flood(d: &Daemon, healthy: &Healthy) -> String {
         bytes += batch.len();
     }
     let flood_end = Instant::now();
-    let during = healthy.since(mark).len();
+    let during = healthy.reader.frames_from(mark.index).len();
     // How long the healthy client waits for its next frame once the flood stops.
     let resumed = poll_until(Duration::from_secs(10), || {
         healthy
-            .since(mark)
+            .reader
+            .frames_from(mark.index)
             .iter()
             .find(|f| f.received > flood_end)
             .map(|f| f.received - flood_end)
@@ -523,10 +608,10 @@ fn case_message_flood(d: &Daemon, healthy: &Healthy) -> String {
 #[test]
 fn hostile_corpus_while_streaming() {
     let _serial = serial();
-    let (_pulse, mut daemon, _tone) =
+    let (_pulse, mut daemon, tone) =
         setup_with_tone(&["--handshake-timeout", "2", "--log-level", "debug"]);
-    let healthy = Healthy::start(&daemon.url("/audio"), &[]);
-    let mark = healthy.len();
+    let healthy = Healthy::start(&daemon.url("/audio"), &[], daemon.addr(), &tone);
+    let mark = healthy.mark();
 
     // Slowloris runs alongside the rest: half a request line, then nothing.
     let addr = daemon.addr();
@@ -616,9 +701,9 @@ fn hostile_corpus_while_streaming() {
 #[test]
 fn more_than_max_clients_get_503_before_the_upgrade() {
     let _serial = serial();
-    let (_pulse, daemon, _tone) = setup_with_tone(&["--max-clients", "3"]);
-    let healthy = Healthy::start(&daemon.url("/audio"), &[]);
-    let mark = healthy.len();
+    let (_pulse, daemon, tone) = setup_with_tone(&["--max-clients", "3"]);
+    let healthy = Healthy::start(&daemon.url("/audio"), &[], daemon.addr(), &tone);
+    let mark = healthy.mark();
     let b = WsClient::connect(&daemon.url("/audio"));
     let c = WsClient::connect(&daemon.url("/audio"));
     let r = expect_status(
@@ -670,7 +755,7 @@ fn token_is_required_and_never_logged() {
         ],
     );
     assert!(pulse.wait_default_sink(SINK, Duration::from_secs(5)));
-    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = play_tone(&pulse);
 
     let up = |target: &str, extra: &str| upgrade_request(target, extra);
     expect_status(&daemon, "no token", up("/audio", "").as_bytes(), 401);
@@ -717,13 +802,21 @@ fn token_is_required_and_never_logged() {
         101,
     );
     // Real clients with the token stream audio.
-    let healthy = Healthy::start(&daemon.url(&format!("/audio?token={token}")), &[]);
+    let healthy = Healthy::start(
+        &daemon.url(&format!("/audio?token={token}")),
+        &[],
+        daemon.addr(),
+        &tone,
+    );
     let bearer = format!("Bearer {token}");
     let mut c = WsClient::try_connect(&daemon.url("/audio"), &[("Authorization", &bearer)])
         .expect("Bearer client");
     c.next_frame();
     thread::sleep(Duration::from_millis(600));
-    println!("token client: {}", healthy.check(0, "token client"));
+    println!(
+        "token client: {}",
+        healthy.check(healthy.start, "token client")
+    );
 
     let log = daemon.stderr_text();
     assert!(
@@ -743,7 +836,7 @@ fn token_is_required_and_never_logged() {
 #[test]
 fn origin_allow_list() {
     let _serial = serial();
-    let (_pulse, daemon, _tone) = setup_with_tone(&["--allow-origin", "https://a.example"]);
+    let (_pulse, daemon, tone) = setup_with_tone(&["--allow-origin", "https://a.example"]);
     let up = |origin: &str| upgrade_request("/audio", &format!("Origin: {origin}\r\n"));
     let r = expect_status(
         &daemon,
@@ -770,9 +863,17 @@ fn origin_allow_list() {
         up("https://a.example").as_bytes(),
         101,
     );
-    let healthy = Healthy::start(&daemon.url("/audio"), &[("Origin", "https://a.example")]);
+    let healthy = Healthy::start(
+        &daemon.url("/audio"),
+        &[("Origin", "https://a.example")],
+        daemon.addr(),
+        &tone,
+    );
     thread::sleep(Duration::from_millis(600));
-    println!("allowed origin: {}", healthy.check(0, "allowed origin"));
+    println!(
+        "allowed origin: {}",
+        healthy.check(healthy.start, "allowed origin")
+    );
 }
 
 /// What the daemon logs, once per episode, when accept() fails for want of descriptors.
@@ -828,10 +929,10 @@ fn fd_exhaustion_does_not_spin() {
     drop(up);
     let _guard = Kill(child);
     assert!(pulse.wait_default_sink(SINK, Duration::from_secs(5)));
-    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = play_tone(&pulse);
     let url = format!("ws://127.0.0.1:{port}/audio");
-    let healthy = Healthy::start(&url, &[]);
-    let mark = healthy.len();
+    let healthy = Healthy::start(&url, &[], ([127, 0, 0, 1], port).into(), &tone);
+    let mark = healthy.mark();
 
     // Idle connections: more than the daemon has descriptors for.
     let idle: Vec<TcpStream> = (0..90)

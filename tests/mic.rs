@@ -41,9 +41,10 @@ fn voice_reaches_the_default_source(codec: VoiceCodec) {
         pulse.sources(),
         daemon.stderr_text()
     );
-    let _desktop = Tone::play_buffered(&pulse, Some(SINK), 440.0, 48000, 2, 200);
+    let desktop = Tone::play_buffered(&pulse, Some(SINK), 440.0, 48000, 2, 200);
     let listener = Reader::start(&daemon.url("/audio"));
     thread::sleep(Duration::from_secs(1));
+    let watch = SkipWatch::start(&daemon, &desktop);
     let speaker_came = listener.len();
     let log_before = daemon.stderr_text().len();
     let talker = Talker::start(mic_client(&daemon), codec, steady_then_bursts);
@@ -95,11 +96,15 @@ fn voice_reaches_the_default_source(codec: VoiceCodec) {
     assert!(m["frames_received"].as_u64().unwrap() >= 400, "{st}");
     assert_eq!(m["frames_received"], m["frames_decoded"], "{st}");
     assert!(m["bytes_received"].as_u64().unwrap() > 0, "{st}");
-    // Real time drops nothing; a stall of this shared machine may cost a frame or two.
+    // Real time drops nothing; a stall of this shared machine may cost a frame or two,
+    // and a stall of the speaker's thread sends a burst the daemon trims back to its
+    // target latency: those frames it may drop (15 of 463 in a loaded run, sent late).
     let received = m["frames_received"].as_u64().unwrap();
+    let dropped = m["frames_dropped"].as_u64().unwrap();
     assert!(
-        m["frames_dropped"].as_u64().unwrap() * 50 <= received,
-        "more than 2 % dropped in real time: {st}"
+        dropped * 50 <= received + 50 * end.sent_late as u64,
+        "more than 2 % dropped in real time ({dropped} of {received}; {} sent late): {st}",
+        end.sent_late
     );
     listener.assert_alive("a stream client while someone speaks");
     // From a little before the speaker came to the end: the desktop's tone, unbroken.
@@ -139,10 +144,14 @@ fn voice_reaches_the_default_source(codec: VoiceCodec) {
         !log_since.contains("moved the recording"),
         "the recording was moved while someone spoke:\n{log_since}"
     );
+    // Unless the desktop's player underran and the daemon skipped that silence.
+    let skipped = watch.skipped();
+    let watched = &frames[speaker_came - speaker_came.saturating_sub(10)..];
+    let gap = max_ts_gap_skipping(watched, 20, skipped);
     assert!(
-        max_ts_gap(frames) <= 60,
-        "the stream's timestamps jumped by {} ms",
-        max_ts_gap(frames)
+        gap <= 60,
+        "the stream's timestamps jumped by {gap} ms (largest steps {:?}); {skipped:?}",
+        largest_steps(frames)
     );
 }
 

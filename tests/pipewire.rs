@@ -240,6 +240,16 @@ fn pipewire_microphone_voice_reaches_the_default_source() {
         pulse.sinks(),
         daemon.stderr_text()
     );
+    // The feed took auto_null away: the daemon created its own sink, described with the
+    // space pipewire-pulse used to show as "noVNC\ audio".
+    let described = poll_until(Duration::from_secs(5), || pulse.sink_description(SINK));
+    assert_eq!(
+        described.as_deref(),
+        Some("noVNC audio"),
+        "our sink on pipewire-pulse; sinks {:?}:\n{}",
+        pulse.sinks(),
+        daemon.stderr_text()
+    );
     let _tone = Tone::play(&pulse, None, 440.0);
     let recorder = Recorder::start(&pulse, "@DEFAULT_SOURCE@");
     recorder.wait_for(0.8);

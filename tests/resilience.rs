@@ -123,7 +123,10 @@ impl AudioServer for Restarter<'_> {
     }
 
     fn state(&self, _: &Daemon) -> String {
-        String::new()
+        match &self.tone {
+            Some(t) => format!("; {}", t.describe()),
+            None => "; no player".into(),
+        }
     }
 
     fn check(&self, cycle: usize) {
@@ -194,6 +197,85 @@ fn recorded_sink_unloaded_follows_new_default() {
     );
 }
 
+/// A device swap: the only sink goes and another comes a moment later (PipeWire drops its
+/// `auto_null` placeholder when a real sink arrives, and may list none in between). The
+/// daemon follows it to the new sink; it neither creates its own sink in the moment there
+/// is none nor takes the default from the new one (pipewire_recorded_sink_unloaded failed
+/// 1 in 30 runs so).
+#[test]
+fn a_swapped_sink_is_followed_without_creating_ours() {
+    let _serial = serial();
+    let pulse = PulseServer::start();
+    let card = pulse.load_null_sink("card");
+    let daemon = Daemon::start(&pulse, &[]);
+    let readers = [Reader::start(&daemon.url("/audio"))];
+    let tone = Tone::play(&pulse, None, 440.0);
+    wait_heard(
+        &readers,
+        &mut [Listener::new()],
+        440.0,
+        Instant::now() - Duration::from_secs(60),
+        10,
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| panic!("440 Hz in `card`: {e}\n{}", daemon.stderr_text()));
+    drop(tone);
+
+    let swapping = Instant::now();
+    pulse.pactl(&["unload-module", &card.to_string()]);
+    pulse.load_null_sink("card2");
+    let swap = swapping.elapsed();
+    let _tone = Tone::play(&pulse, None, 880.0);
+    let heard = wait_heard(
+        &readers,
+        &mut [Listener::new()],
+        880.0,
+        swapping,
+        10,
+        Duration::from_secs(5),
+    )
+    .unwrap_or_else(|e| panic!("880 Hz in the default sink after the swap: {e}"));
+    // Past the daemon's grace (500 ms) for a sink to come.
+    thread::sleep(Duration::from_millis(800));
+    println!(
+        "swap took {:.1} ms; 880 Hz heard {:.1} ms after it began; sinks {:?}, default {:?}",
+        ms_since(swapping, swapping + swap),
+        ms_since(swapping, heard),
+        pulse.sinks(),
+        pulse.default_sink()
+    );
+    assert_eq!(
+        (pulse.sinks(), pulse.default_sink()),
+        (vec!["card2".to_string()], Some("card2".to_string())),
+        "after a swap that listed no sink for {swap:?}: sinks, default; daemon stderr:\n{}",
+        daemon.stderr_text()
+    );
+    assert!(
+        stats(&daemon).str("device") == "card2.monitor",
+        "{}",
+        stats(&daemon)
+    );
+    // A sink that goes for good is followed by ours, once the grace has passed.
+    let card2 = pulse
+        .pactl(&["list", "short", "modules"])
+        .lines()
+        .find(|l| l.contains("sink_name=card2"))
+        .and_then(|l| l.split('\t').next().map(str::to_owned))
+        .expect("card2's module");
+    let unloading = Instant::now();
+    pulse.pactl(&["unload-module", &card2]);
+    assert!(
+        pulse.wait_default_sink(SINK, Duration::from_secs(3)),
+        "no {SINK} as the default 3 s after the last sink went; sinks {:?}:\n{}",
+        pulse.sinks(),
+        daemon.stderr_text()
+    );
+    println!(
+        "{SINK} the default {:.1} ms after the last sink went",
+        ms_since(unloading, Instant::now())
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 3. Connection churn
 // ---------------------------------------------------------------------------
@@ -256,7 +338,7 @@ fn connection_churn_leaks_nothing() {
     let _serial = serial();
     let total = if full() { 10_000 } else { 1000 };
     let (pulse, daemon) = setup(&[]);
-    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = Tone::play(&pulse, Some(SINK), 440.0);
     let pid = daemon.pid();
     let url = daemon.url("/audio");
     let healthy = Reader::start(&url);
@@ -276,6 +358,8 @@ fn connection_churn_leaks_nothing() {
     );
     let rss_base = rss_kib(pid);
 
+    let watch = SkipWatch::start(&daemon, &tone);
+    let probe = StallProbe::start();
     let mark = healthy.len();
     let started = Instant::now();
     let cpu_before = cpu_time(pid);
@@ -283,31 +367,38 @@ fn connection_churn_leaks_nothing() {
     let took = started.elapsed();
     let cpu = cpu_time(pid) - cpu_before;
     let during = healthy.frames_from(mark);
+    let skipped = watch.skipped();
 
     let fds_after = settle_fds(pid, fds_base);
     thread::sleep(Duration::from_millis(300));
     let rss_after = rss_kib(pid);
-    let ts_gap = max_ts_gap(&during);
+    let ts_gap = max_ts_gap_skipping(&during, 20, skipped);
     let arrival_gap = max_arrival_gap(&during);
+    let arrival_gap_daemon = max_arrival_gap_unexplained(&during, &probe);
     for w in during.windows(2) {
         let ag = w[1].received - w[0].received;
         if w[1].ts_ms - w[0].ts_ms > 40 || ag > Duration::from_millis(60) {
             println!(
-                "  gap at +{:?}: ts {} -> {} ({} ms), arrival gap {ag:?}",
+                "  gap at +{:?}: ts {} -> {} ({} ms), arrival gap {ag:?}, the test process \
+                 itself stalled {:?} of it",
                 w[0].received.saturating_duration_since(started),
                 w[0].ts_ms,
                 w[1].ts_ms,
-                w[1].ts_ms - w[0].ts_ms
+                w[1].ts_ms - w[0].ts_ms,
+                probe.stalled_within(w[0].received, w[1].received)
             );
         }
     }
     println!(
         "churn: {total} cycles in {took:.1?} ({:.0}/s, daemon CPU {cpu:?}); fds {fds_base} -> {fds_after}; \
          RSS {rss_start} KiB at start, {rss_base} KiB after warm-up, {rss_after} KiB after ({:+} KiB); \
-         healthy client: {} frames, max ts gap {ts_gap} ms, max arrival gap {arrival_gap:?}",
+         healthy client: {} frames, max ts gap {ts_gap} ms, max arrival gap {arrival_gap:?} \
+         ({arrival_gap_daemon:?} not explained by a stall of the test process, whose worst \
+         was {:?}); {skipped:?}",
         total as f64 / took.as_secs_f64(),
         rss_after as i64 - rss_base as i64,
-        during.len()
+        during.len(),
+        probe.worst()
     );
     healthy.assert_alive("churn");
     assert_eq!(fds_after, fds_base, "open fds before/after churn");
@@ -319,9 +410,12 @@ fn connection_churn_leaks_nothing() {
         ts_gap <= 60,
         "healthy client: timestamp gap {ts_gap} ms during churn"
     );
+    // A gap while this test process itself did not run (CI loaded, a busy loop next to
+    // it: 102.6 ms once) is the machine's; what is left is the daemon's.
     assert!(
-        arrival_gap <= Duration::from_millis(100),
-        "healthy client: arrival gap {arrival_gap:?} during churn"
+        arrival_gap_daemon <= Duration::from_millis(100),
+        "healthy client: arrival gap {arrival_gap:?} during churn, {arrival_gap_daemon:?} of \
+         it while the test process ran"
     );
     let json = stats(&daemon);
     assert!(
@@ -400,7 +494,7 @@ fn stalled_readers_do_not_hurt() {
     let _serial = serial();
     let stall = Duration::from_secs(if full() { 60 } else { 10 });
     let (pulse, daemon) = setup(&["--max-clients", "200"]);
-    let _tone = Tone::play(&pulse, Some(SINK), 440.0);
+    let tone = Tone::play(&pulse, Some(SINK), 440.0);
     let pid = daemon.pid();
     let healthy = Reader::start(&daemon.url("/audio"));
     poll_until(Duration::from_secs(5), || {
@@ -413,6 +507,7 @@ fn stalled_readers_do_not_hurt() {
 
     // PCM (192 kB/s) fills the socket buffers of a client that stops reading in about
     // a second; the stalled clients use it so the daemon really has to drop for them.
+    let watch = SkipWatch::start(&daemon, &tone);
     let mark = healthy.len();
     let stalled: Vec<TcpStream> = (0..100)
         .map(|_| stalled_client(&daemon, "?codec=pcm"))
@@ -435,18 +530,18 @@ fn stalled_readers_do_not_hurt() {
     }
     let fds_stalled = fd_count(pid);
     let during = healthy.frames_from(mark);
+    let skipped = watch.skipped();
     drop(stalled);
 
     let fds_after = settle_fds(pid, fds_base);
     thread::sleep(Duration::from_millis(300));
     let rss_after = rss_kib(pid);
-    let ts_gap = max_ts_gap(&during);
+    let ts_gap = max_ts_gap_skipping(&during, 20, skipped);
     let arrival_gap = max_arrival_gap(&during);
-    let fps = arrival_rate(
-        &during,
-        during[0].received,
-        (during.last().unwrap().received - during[0].received).max(Duration::from_secs(1)),
-    );
+    let span = (during.last().unwrap().received - during[0].received).max(Duration::from_secs(1));
+    // Silence skipped because the player underran counts as frames sent.
+    let fps = arrival_rate(&during, during[0].received, span)
+        + skipped.explained(&during, 20) as f64 / span.as_secs_f64();
     println!(
         "stalled: 100 clients for {stall:?}; fds {fds_base} -> {fds_stalled} (stalled) -> {fds_after}; \
          RSS {rss_base} KiB -> max {rss_max} KiB -> {rss_after} KiB after; \

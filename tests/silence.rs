@@ -323,3 +323,38 @@ fn pipewire_sends_nothing_while_nothing_plays_and_the_sound_when_it_comes() {
             .map(|f| f.received.duration_since(started))
     );
 }
+
+/// A player that underruns (stopped for 400 ms, beyond its 100 ms of buffer): the sink
+/// plays zeros, the daemon skips them and counts them, and the timestamps jump by exactly
+/// that silence. What the harness' `Skipped` accepts on a loaded machine, shown for real:
+/// the player reports the underrun and the jump is no larger than the count.
+#[test]
+fn a_player_underrun_is_a_timestamp_jump_of_counted_silence() {
+    let (pulse, daemon) = setup(&[]);
+    let tone = Tone::play(&pulse, None, 440.0);
+    let mut client = WsClient::connect(&daemon.url("/audio"));
+    listen(&mut client.ws, Duration::from_millis(500));
+    let watch = SkipWatch::start(&daemon, &tone);
+    send_signal(tone.pid(), "STOP");
+    std::thread::sleep(Duration::from_millis(400));
+    send_signal(tone.pid(), "CONT");
+    let heard = listen(&mut client.ws, Duration::from_millis(1500));
+    let skipped = watch.skipped();
+    let jumped = jumped_frames(&heard.frames, 20);
+    println!("a 400 ms stop of the player: jumps stand for {jumped:?} frames; {skipped:?}");
+    assert!(
+        check_timestamps(&heard.frames, 20, 0).is_err(),
+        "no timestamp jump with the player stopped for 400 ms; {skipped:?}"
+    );
+    assert!(skipped.underruns >= 1, "pacat reported no underrun");
+    assert!(
+        skipped.explains(&heard.frames, 20),
+        "the jumps ({jumped:?} frames) are not the counted silence: {skipped:?}"
+    );
+    check_timestamps_skipping(&heard.frames, 20, 0, skipped).unwrap_or_else(|e| panic!("{e}"));
+    assert_tone(
+        &decode_tail(&heard.frames, 2, 0.5),
+        440.0,
+        "after the underrun",
+    );
+}

@@ -36,6 +36,11 @@ fn creates_one_null_sink_and_makes_it_default() {
     // It must stay exactly one (no duplicate created later).
     thread::sleep(Duration::from_millis(700));
     assert_eq!(pulse.sinks(), [SINK]);
+    assert_eq!(
+        pulse.sink_description(SINK).as_deref(),
+        Some("noVNC audio"),
+        "what desktops show for our sink"
+    );
     let st = daemon.stop();
     assert_eq!(st.code(), Some(0), "SIGTERM exit status: {st}");
     drop(daemon);
@@ -59,7 +64,8 @@ fn creates_one_null_sink_and_makes_it_default() {
 #[test]
 fn opus_stream_to_three_clients() {
     let (pulse, daemon) = setup(&[]);
-    let _tone = Tone::play(&pulse, None, 440.0);
+    let tone = Tone::play(&pulse, None, 440.0);
+    let watch = SkipWatch::start(&daemon, &tone);
     let url = daemon.url("/audio");
     let handles: Vec<_> = (0..3)
         .map(|_| {
@@ -72,18 +78,26 @@ fn opus_stream_to_three_clients() {
             })
         })
         .collect();
-    for (i, h) in handles.into_iter().enumerate() {
-        let frames = h.join().expect("client thread");
+    let clients: Vec<Vec<Frame>> = handles
+        .into_iter()
+        .map(|h| h.join().expect("client thread"))
+        .collect();
+    let skipped = watch.skipped();
+    for (i, frames) in clients.into_iter().enumerate() {
         let codecs = histogram(frames.iter().map(|f| f.codec));
         assert_eq!(codecs, [(1u8, frames.len())], "client {i}: codec bytes");
-        check_timestamps(&frames, 20, 10).unwrap_or_else(|e| panic!("client {i}: {e}"));
-        let by_arrival = window_rate(&frames, 3.0);
+        check_timestamps_skipping(&frames, 20, 10, skipped)
+            .unwrap_or_else(|e| panic!("client {i}: {e}"));
         let steady: Vec<Frame> = frames
             .iter()
             .filter(|f| f.received >= frames[0].received + Duration::from_millis(500))
             .cloned()
             .collect();
-        let by_ts = timestamp_rate(&steady);
+        // Silence skipped because the player underran counts as frames sent.
+        let not_sent = skipped.explained(&steady, 20) as f64;
+        let by_arrival = window_rate(&frames, 3.0) + not_sent / 3.0;
+        let sent = (steady.len() - 1) as f64;
+        let by_ts = timestamp_rate(&steady) * (sent + not_sent) / sent;
         println!(
             "client {i}: {} frames, {by_arrival:.2} fps by arrival, {by_ts:.2} fps by timestamps",
             frames.len()
@@ -110,7 +124,8 @@ fn opus_stream_to_three_clients() {
 #[test]
 fn pcm_codec_frames() {
     let (pulse, daemon) = setup(&["--codec", "pcm"]);
-    let _tone = Tone::play(&pulse, None, 440.0);
+    let tone = Tone::play(&pulse, None, 440.0);
+    let watch = SkipWatch::start(&daemon, &tone);
     let mut c = WsClient::connect(&daemon.url("/audio"));
     let frames = c.collect_for(Duration::from_millis(2000));
     assert!(frames.len() >= 80, "only {} frames in 2 s", frames.len());
@@ -118,7 +133,7 @@ fn pcm_codec_frames() {
         assert_eq!(f.codec, 0x00, "PCM codec byte");
         assert_eq!(f.payload.len(), 3840, "20 ms of s16le stereo 48 kHz");
     }
-    check_timestamps(&frames, 20, 10).unwrap();
+    check_timestamps_skipping(&frames, 20, 10, watch.skipped()).unwrap();
     let pcm: Vec<i16> = frames
         .iter()
         .flat_map(|f| pcm_samples(&f.payload))
@@ -152,7 +167,8 @@ fn per_client_pcm_by_query() {
 #[test]
 fn mono_opus() {
     let (pulse, daemon) = setup(&["-c", "1"]);
-    let _tone = Tone::play(&pulse, None, 440.0);
+    let tone = Tone::play(&pulse, None, 440.0);
+    let watch = SkipWatch::start(&daemon, &tone);
     let mut c = WsClient::connect(&daemon.url("/audio"));
     let frames = c.collect_for(Duration::from_millis(2500));
     assert!(frames.len() >= 100, "only {} frames in 2.5 s", frames.len());
@@ -165,14 +181,15 @@ fn mono_opus() {
         );
         assert_eq!(opus_packet_samples(&f.payload), 960);
     }
-    check_timestamps(&frames, 20, 10).unwrap();
+    check_timestamps_skipping(&frames, 20, 10, watch.skipped()).unwrap();
     assert_tone(&decode_tail(&frames, 1, 1.0), 440.0, "mono");
 }
 
 #[test]
 fn ten_ms_frames() {
     let (pulse, daemon) = setup(&["--frame-ms", "10"]);
-    let _tone = Tone::play(&pulse, None, 440.0);
+    let tone = Tone::play(&pulse, None, 440.0);
+    let watch = SkipWatch::start(&daemon, &tone);
     let mut c = WsClient::connect(&daemon.url("/audio"));
     let mut frames = vec![c.next_frame()];
     frames.extend(c.collect_for(Duration::from_millis(3000)));
@@ -180,8 +197,10 @@ fn ten_ms_frames() {
         assert_eq!(f.codec, 0x01);
         assert_eq!(opus_packet_samples(&f.payload), 480, "10 ms packets");
     }
-    check_timestamps(&frames, 10, 20).unwrap();
-    let fps = window_rate(&frames, 2.4);
+    let skipped = watch.skipped();
+    check_timestamps_skipping(&frames, 10, 20, skipped).unwrap();
+    // Silence skipped because the player underran counts as frames sent.
+    let fps = window_rate(&frames, 2.4) + skipped.explained(&frames, 10) as f64 / 2.4;
     println!("--frame-ms 10: {fps:.2} frames/s");
     assert!(
         (fps - 100.0).abs() <= 2.0,
@@ -417,7 +436,7 @@ fn slow_client_does_not_delay_others() {
     // PCM makes ~192 KB/s per client, so a client that never reads fills its
     // socket buffers within a second or two.
     let (pulse, daemon) = setup(&["--codec", "pcm"]);
-    let _tone = Tone::play(&pulse, None, 440.0);
+    let tone = Tone::play(&pulse, None, 440.0);
     let mut slow = Vec::new();
     for _ in 0..2 {
         let mut s = std::net::TcpStream::connect(daemon.addr()).unwrap();
@@ -430,15 +449,18 @@ fn slow_client_does_not_delay_others() {
     let slow_since = Instant::now();
     thread::sleep(Duration::from_millis(1000));
 
+    let watch = SkipWatch::start(&daemon, &tone);
     let mut c = WsClient::connect(&daemon.url("/audio"));
     let mut frames = vec![c.next_frame()];
     frames.extend(c.collect_for(Duration::from_millis(4000)));
+    let skipped = watch.skipped();
+    // Silence skipped because the player underran counts as frames sent.
     let fps = arrival_rate(
         &frames,
         frames[0].received + Duration::from_millis(300),
         Duration::from_millis(3500),
-    );
-    let gap = max_ts_gap(&frames);
+    ) + skipped.explained(&frames, 20) as f64 / 3.5;
+    let gap = max_ts_gap_skipping(&frames, 20, skipped);
     let arrival_gap = max_arrival_gap(&frames);
     println!(
         "healthy client next to slow ones: {fps:.2} fps, max ts gap {gap} ms, max arrival gap {arrival_gap:?}"

@@ -4,12 +4,14 @@
 
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::time::Duration;
 
 use libpulse_binding::callbacks::ListResult;
 use libpulse_binding::stream::State as StreamState;
 use log::{error, info, warn};
 
-use super::{defer, Inner};
+use super::connection::{ready, ready_mut};
+use super::{defer, with_inner, Inner};
 use crate::audio::Device;
 use crate::config::CaptureConfig;
 
@@ -51,6 +53,52 @@ pub(super) struct DeviceState {
     pub(super) waiting_logged: Option<String>,
     /// Sinks known to be null sinks, by monitor source name (for the suspend kick).
     pub(super) null_sink_of_monitor: Vec<(String, String)>,
+    /// A snapshot of this connection listed a sink (one we would record).
+    pub(super) sink_listed: bool,
+    /// The sinks went away: waiting [`SINK_SWAP_GRACE`] for another before creating ours.
+    pub(super) swap_timer: Option<glib::SourceId>,
+    /// The grace passed with no sink: create ours now.
+    pub(super) swap_waited: bool,
+    /// We created our null sink: make it the default once a snapshot lists it, unless
+    /// another sink came meanwhile (see [`ours_alone`]).
+    pub(super) make_ours_default: bool,
+}
+
+impl DeviceState {
+    /// A new connection: what the previous server had says nothing about this one.
+    pub(super) fn forget_server(&mut self) {
+        self.refresh_in_flight = false;
+        self.refresh_again = false;
+        self.sink_listed = false;
+        self.swap_waited = false;
+        self.make_ours_default = false;
+        if let Some(t) = self.swap_timer.take() {
+            t.remove();
+        }
+    }
+}
+
+/// How long the sinks may be gone before we create ours, once the server had one. A
+/// device swap lists no sink for a moment: PipeWire drops its placeholder `auto_null` when
+/// a real sink arrives, and the removal can come first (seen in 1 of 30 runs of
+/// tests/pipewire.rs `pipewire_recorded_sink_unloaded` on a loaded machine: we created
+/// `novnc_audio` in that moment and made it the default over the user's new sink).
+/// A server that starts with no sink gets ours at once.
+const SINK_SWAP_GRACE: Duration = Duration::from_millis(500);
+
+/// After we created our null sink: Some(true) when the snapshot lists it as the only sink
+/// we would record (make it the default), Some(false) when another sink is there too (the
+/// server had a sink after all: leave its default alone), None when ours is not listed
+/// yet (ask again on the next snapshot).
+pub(super) fn ours_alone(snap: &Snapshot, config: &CaptureConfig) -> Option<bool> {
+    let mut sinks = snap
+        .sinks
+        .iter()
+        .filter(|s| !config.ignored_sinks.contains(&s.name));
+    if !snap.sinks.iter().any(|s| s.name == config.sink_name) {
+        return None;
+    }
+    Some(sinks.all(|s| s.name == config.sink_name))
 }
 
 /// What to do about a snapshot.
@@ -152,7 +200,7 @@ impl Inner {
             self.devices.refresh_again = true;
             return;
         }
-        let Some(ctx) = self.context.as_ref() else {
+        let Some(ctx) = ready(&self.context) else {
             return;
         };
         self.devices.refresh_in_flight = true;
@@ -250,16 +298,49 @@ impl Inner {
             .iter()
             .map(|s| (s.monitor.clone(), s.index))
             .collect();
+        // Never the microphone's feed: suspending it (the kick) on pipewire-pulse, when the
+        // server had moved our stream onto its monitor, left the microphone's source
+        // silent (pipewire_microphone_voice_reaches_the_default_source, rms 0).
         self.devices.null_sink_of_monitor = snap
             .sinks
             .iter()
-            .filter(|s| s.is_null)
+            .filter(|s| s.is_null && !self.config.ignored_sinks.contains(&s.name))
             .map(|s| (s.monitor.clone(), s.name.clone()))
             .collect();
-        let (source, restore_default) = match decide(&snap, &self.config, self.status.sink_created)
-        {
+        let decision = decide(&snap, &self.config, self.status.sink_created);
+        if decision != Decision::CreateNullSink {
+            self.devices.swap_waited = false;
+            if let Some(t) = self.devices.swap_timer.take() {
+                t.remove();
+            }
+            self.devices.sink_listed |= snap
+                .sinks
+                .iter()
+                .any(|s| !self.config.ignored_sinks.contains(&s.name));
+        }
+        if self.devices.make_ours_default {
+            if let Some(alone) = ours_alone(&snap, &self.config) {
+                self.devices.make_ours_default = false;
+                if alone {
+                    self.set_default_sink();
+                } else {
+                    info!(
+                        "another sink came while we created {}: its default stays",
+                        self.config.sink_name
+                    );
+                }
+            }
+        }
+        let (source, restore_default) = match decision {
             Decision::CreateNullSink => {
-                self.load_null_sink();
+                // Only when the server lists no sink at all: a sink of ours that we do
+                // not record (the microphone's feed, which makes PipeWire drop auto_null)
+                // is no swap under way.
+                if self.devices.sink_listed && !self.devices.swap_waited && snap.sinks.is_empty() {
+                    self.wait_for_another_sink();
+                } else {
+                    self.load_null_sink();
+                }
                 return;
             }
             Decision::Record {
@@ -308,17 +389,43 @@ impl Inner {
         }
     }
 
+    /// The server had a sink and lists none now: a device swap lists none for a moment.
+    /// Decide again after [`SINK_SWAP_GRACE`]; create ours then if still none came.
+    fn wait_for_another_sink(&mut self) {
+        if self.devices.swap_timer.is_some() {
+            return;
+        }
+        info!(
+            "the server lists no sink; creating {} in {} ms unless one comes",
+            self.config.sink_name,
+            SINK_SWAP_GRACE.as_millis()
+        );
+        let weak = self.weak.clone();
+        let generation = self.link.generation;
+        self.devices.swap_timer = Some(glib::timeout_add_local_once(SINK_SWAP_GRACE, move || {
+            with_inner(&weak, |inner| {
+                inner.devices.swap_timer = None;
+                if inner.link.generation == generation {
+                    inner.devices.swap_waited = true;
+                    inner.refresh();
+                }
+            })
+        }));
+    }
+
     fn load_null_sink(&mut self) {
         if self.devices.sink_load_pending || self.devices.sink_load_refused {
             return;
         }
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         self.devices.sink_load_pending = true;
         let name = self.config.sink_name.clone();
+        // Quoted so that PulseAudio and pipewire-pulse both read the description with its
+        // space: pipewire-pulse kept the backslash of `noVNC\ audio` ("noVNC\ audio").
         let args = format!(
-            "sink_name={name} sink_properties=device.description=\"noVNC\\ audio\" rate={} channels={}",
+            "sink_name={name} sink_properties='device.description=\"noVNC audio\"' rate={} channels={}",
             self.format.rate, self.format.channels
         );
         info!("the server has no sink: creating null sink {name}");
@@ -353,7 +460,9 @@ impl Inner {
                         "created null sink {} (module #{index})",
                         inner.config.sink_name
                     );
-                    inner.set_default_sink();
+                    // Made the default once a snapshot shows it alone: a sink that came
+                    // meanwhile keeps the default the user or the server gave it.
+                    inner.devices.make_ours_default = true;
                     inner.refresh();
                 });
             });
@@ -361,7 +470,7 @@ impl Inner {
 
     fn set_default_sink(&mut self) {
         let name = self.config.sink_name.clone();
-        if let Some(ctx) = self.context.as_mut() {
+        if let Some(ctx) = ready_mut(&mut self.context) {
             info!("making {name} the default sink");
             ctx.set_default_sink(&name, |_| {});
         }

@@ -26,6 +26,7 @@ use libpulse_binding::callbacks::ListResult;
 use libpulse_binding::stream::State as StreamState;
 use log::{debug, warn};
 
+use super::connection::ready;
 use super::{defer, with_inner, CaptureEvent, Inner};
 use crate::stats::Run;
 
@@ -139,7 +140,7 @@ impl Inner {
             self.playing.again = true;
             return;
         }
-        let Some(ctx) = self.context.as_ref() else {
+        let Some(ctx) = ready(&self.context) else {
             return;
         };
         self.playing.in_flight = true;
@@ -256,7 +257,13 @@ impl Inner {
     }
 
     fn set_corked(&mut self, corked: bool) {
-        if let Some(stream) = self.stream.as_mut() {
+        // Only a ready stream takes requests: libpulse returns no operation for one whose
+        // server just went away, and libpulse-binding panics on that (an abort).
+        if let Some(stream) = self
+            .stream
+            .as_mut()
+            .filter(|s| s.get_state() == libpulse_binding::stream::State::Ready)
+        {
             stream.set_corked_state(corked, None);
             self.playing.corked = corked;
         }

@@ -11,6 +11,7 @@ use pulse::proplist::Proplist;
 use pulse::sample::{Format, Spec};
 use pulse::stream::{FlagSet as StreamFlags, PeekResult, State as StreamState, Stream};
 
+use super::connection::ready_mut;
 use super::{defer, with_inner, CaptureEvent, Inner};
 
 impl Inner {
@@ -36,7 +37,7 @@ impl Inner {
             rate: self.format.rate,
             channels: self.format.channels,
         };
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         let mut props = Proplist::new().expect("proplist");
@@ -158,7 +159,7 @@ impl Inner {
         let Some(index) = self.stream.as_ref().and_then(|s| s.get_index()) else {
             return;
         };
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         info!("default sink changed: moving the recording to {target}");
@@ -207,7 +208,7 @@ impl Inner {
         else {
             return;
         };
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         debug!("suspending and resuming null sink {sink} so it renders at our latency");

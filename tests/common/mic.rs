@@ -86,6 +86,10 @@ pub struct TalkerEnd {
     pub closed_by_server: Option<CloseFrame>,
     pub error: Option<String>,
     pub sent: usize,
+    /// Frames this thread sent 40 ms or more after they were due: a stall of this busy
+    /// machine that then sent them in a burst. The daemon rightly trims such a burst back
+    /// to its target latency (microphone frames_dropped).
+    pub sent_late: usize,
 }
 
 /// A speaker sending 20 ms frames in real time from a thread of its own; `loud(k)` says
@@ -121,6 +125,9 @@ impl Talker {
                 let due = start + Duration::from_millis(20 * k as u64);
                 if let Some(wait) = due.checked_duration_since(Instant::now()) {
                     thread::sleep(wait);
+                }
+                if Instant::now().saturating_duration_since(due) >= Duration::from_millis(40) {
+                    end.sent_late += 1;
                 }
                 let is_loud = loud(k);
                 let msg = voice.next_message(is_loud);

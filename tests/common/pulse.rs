@@ -246,6 +246,23 @@ impl PulseServer {
             .filter(|s| !s.is_empty() && s != "(null)")
     }
 
+    /// The description of sink `name` (`pactl list sinks`), None when it is not listed.
+    pub fn sink_description(&self, name: &str) -> Option<String> {
+        let list = self.pactl(&["list", "sinks"]);
+        list.split("Sink #").skip(1).find_map(|block| {
+            block
+                .lines()
+                .any(|l| l.trim() == format!("Name: {name}"))
+                .then(|| {
+                    block
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix("Description: "))
+                        .map(str::to_owned)
+                })
+                .flatten()
+        })
+    }
+
     /// Load a null sink; returns the module index.
     pub fn load_null_sink(&self, name: &str) -> u32 {
         let out = self.pactl(&[

@@ -177,8 +177,9 @@ fn restart_cycle<S: AudioServer>(
     )
     .unwrap_or_else(|e| {
         panic!(
-            "cycle {cycle}: {e}{}\ndaemon stderr:\n{}",
+            "cycle {cycle}: {e}{}\n/stats: {}\ndaemon stderr:\n{}",
             server.state(daemon),
+            stats(daemon),
             daemon.stderr_text()
         )
     });

@@ -1,10 +1,10 @@
 //! The sound the tests play: a continuous sine written to pacat, and where its
 //! stream plays (sink input, sink) as the server sees it.
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -15,6 +15,10 @@ pub struct Tone {
     child: Child,
     stop: Arc<AtomicBool>,
     writer: Option<JoinHandle<()>>,
+    /// Underruns pacat reported (its buffer in the server ran dry: the sink played zeros).
+    underruns: Arc<AtomicUsize>,
+    /// What pacat said, for failure messages.
+    said: Arc<Mutex<String>>,
 }
 
 impl Tone {
@@ -59,6 +63,8 @@ impl Tone {
     ) -> Tone {
         let mut cmd = pulse.command("pacat");
         cmd.args([
+            // Verbose for its "Stream underrun." lines.
+            "--verbose",
             "--playback",
             "--raw",
             "--format=s16le",
@@ -71,9 +77,29 @@ impl Tone {
         }
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         let mut child = cmd.spawn().expect("spawn pacat");
         let mut stdin = child.stdin.take().unwrap();
+        let underruns = Arc::new(AtomicUsize::new(0));
+        let said = Arc::new(Mutex::new(String::new()));
+        {
+            let underruns = underruns.clone();
+            let said = said.clone();
+            let stderr = BufReader::new(child.stderr.take().unwrap());
+            // Ends with pacat (its stderr closes).
+            thread::spawn(move || {
+                for line in stderr.lines().map_while(Result::ok) {
+                    if line.contains("Stream underrun") {
+                        underruns.fetch_add(1, Ordering::Relaxed);
+                    }
+                    let mut said = said.lock().unwrap();
+                    if said.len() < 16 * 1024 {
+                        said.push_str(&line);
+                        said.push('\n');
+                    }
+                }
+            });
+        }
         let stop = Arc::new(AtomicBool::new(false));
         let stop2 = stop.clone();
         let writer = thread::spawn(move || {
@@ -102,6 +128,8 @@ impl Tone {
             child,
             stop,
             writer: Some(writer),
+            underruns,
+            said,
         }
     }
 }
@@ -109,6 +137,35 @@ impl Tone {
 impl Tone {
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// For failure messages: whether pacat still runs (and what it said if not: a player
+    /// that could not connect or died leaves the sink silent, which the daemon skips).
+    pub fn describe(&self) -> String {
+        let state = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))
+            .ok()
+            .and_then(|st| {
+                st.rsplit(')')
+                    .next()?
+                    .split_whitespace()
+                    .next()
+                    .map(str::to_owned)
+            });
+        let running = !matches!(state.as_deref(), None | Some("Z") | Some("X"));
+        if running {
+            return format!("player pacat running, {} underruns", self.underruns());
+        }
+        format!(
+            "player pacat {} EXITED; it said:\n{}",
+            self.pid(),
+            self.said.lock().unwrap()
+        )
+    }
+
+    /// Underruns pacat reported so far: each time its buffer in the server ran dry, the
+    /// sink played zeros, which the daemon skips as silence (its timestamps jump).
+    pub fn underruns(&self) -> usize {
+        self.underruns.load(Ordering::Relaxed)
     }
 
     /// The index of this tone's sink input (polls up to 5 s for it to appear).

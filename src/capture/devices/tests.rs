@@ -232,3 +232,18 @@ fn the_microphone_feed_is_never_recorded_nor_counted_as_a_sink() {
         }
     );
 }
+
+#[test]
+fn our_new_sink_becomes_the_default_only_when_it_is_alone() {
+    // pipewire::pipewire_recorded_sink_unloaded: auto_null went, we created ours, and the
+    // user's sink came meanwhile: its default stays.
+    let config = follow_default();
+    let not_yet = server(Some("keep"), &["keep"], &[]);
+    assert_eq!(ours_alone(&not_yet, &config), None);
+    let alone = server(None, &["novnc_audio"], &[]);
+    assert_eq!(ours_alone(&alone, &config), Some(true));
+    let with_feed = server(None, &["novnc_mic_feed", "novnc_audio"], &[]);
+    assert_eq!(ours_alone(&with_feed, &config), Some(true));
+    let with_keep = server(Some("keep"), &["keep", "novnc_audio"], &[]);
+    assert_eq!(ours_alone(&with_keep, &config), Some(false));
+}

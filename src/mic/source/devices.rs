@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use libpulse_binding::callbacks::ListResult;
 use log::{debug, error, info, warn};
 
+use super::connection::{ready, ready_mut};
 use super::{defer, with_inner, Inner, MicConfig, RATE};
 
 /// How long a loaded module's device may take to show up before we load it again.
@@ -73,7 +74,7 @@ impl Inner {
             self.refresh_again = true;
             return;
         }
-        let Some(ctx) = self.context.as_ref() else {
+        let Some(ctx) = ready(&self.context) else {
             return;
         };
         self.refresh_in_flight = true;
@@ -180,7 +181,7 @@ impl Inner {
             info!(
                 "the microphone's feed became the default sink: making {other} the default again"
             );
-            if let Some(ctx) = self.context.as_mut() {
+            if let Some(ctx) = ready_mut(&mut self.context) {
                 ctx.set_default_sink(other, |_| {});
             }
         }
@@ -208,7 +209,7 @@ impl Inner {
             self.default_source_claimed = true;
             let name = self.config.source_name.clone();
             info!("no microphone but {name}: making it the default source");
-            if let Some(ctx) = self.context.as_mut() {
+            if let Some(ctx) = ready_mut(&mut self.context) {
                 ctx.set_default_source(&name, |_| {});
             }
         }
@@ -236,7 +237,7 @@ impl Inner {
                 return;
             }
         }
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         self.load_pending = true;

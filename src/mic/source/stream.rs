@@ -9,6 +9,7 @@ use libpulse_binding::sample::{Format, Spec};
 use libpulse_binding::stream::{FlagSet as StreamFlags, SeekMode, State as StreamState, Stream};
 use log::{debug, error, info, warn};
 
+use super::connection::ready_mut;
 use super::{defer, with_inner, Inner, RATE};
 
 /// What the playback stream keeps queued in the server: small, the jitter buffer is ours.
@@ -24,7 +25,7 @@ impl Inner {
             rate: RATE,
             channels: 1,
         };
-        let Some(ctx) = self.context.as_mut() else {
+        let Some(ctx) = ready_mut(&mut self.context) else {
             return;
         };
         let mut props = Proplist::new().expect("proplist");
@@ -110,7 +111,7 @@ impl Inner {
     /// and resuming it makes it take our latency at once (as in `capture`).
     pub(super) fn kick_feed(&mut self) {
         let feed = self.config.feed_sink_name();
-        if let Some(ctx) = self.context.as_mut() {
+        if let Some(ctx) = ready_mut(&mut self.context) {
             let mut introspect = ctx.introspect();
             introspect.suspend_sink_by_name(&feed, true, None);
             introspect.suspend_sink_by_name(&feed, false, None);
