@@ -31,13 +31,15 @@ pub(crate) struct TcpOptions {
 
 impl TcpOptions {
     /// What a client socket gets unless [`ENV`] says otherwise: nothing beyond the accept
-    /// path's `TCP_NODELAY` (without it, the p99.9 excess delay on the emulated link is 1.95x
-    /// the baseline's at 1 % loss and 1.35x at 5 %). `TCP_THIN_LINEAR_TIMEOUTS` and
-    /// `TCP_NOTSENT_LOWAT` measured within the noise of two identical baseline rows at 1 %
-    /// loss; at 5 % loss see docs/PERFORMANCE.md, WAN, for what each row measured and why none
-    /// of them is on by default. The reason expected: RACK/TLP recovers a lost segment of this
-    /// stream before an RTO backs off, and at 8 KB/s little waits unsent in the kernel for the
-    /// low-water mark to act on.
+    /// path's `TCP_NODELAY` (without it, the p99.9 excess delay on the emulated link was 1.95x
+    /// the baseline's at 1 % loss, and 1.35x, 1.90x and 3.33x in three runs at 5 %).
+    /// `TCP_THIN_LINEAR_TIMEOUTS` and `TCP_NOTSENT_LOWAT` measured within the noise of two
+    /// identical baseline rows at 1 % loss. At 5 %, one run put `TCP_NOTSENT_LOWAT` at 0.28-0.32
+    /// against an A/A of 0.76-0.79 (its baseline had one 1 s RTO backoff); two paired re-runs
+    /// gave 0.77-1.08 against an A/A of 0.80-1.02, so nothing is on by default
+    /// (docs/PERFORMANCE.md, WAN). The reason expected: RACK/TLP recovers a lost segment of
+    /// this stream before an RTO backs off, and at 8 KB/s little waits unsent in the kernel
+    /// for the low-water mark to act on.
     pub(crate) const DEFAULT: TcpOptions = TcpOptions {
         nodelay: None,
         notsent_lowat: None,
