@@ -56,11 +56,15 @@ PR_SET_PDEATHSIG = 1
 NS_NAME = re.compile(r"^nalink-(\d+)-(\d+)-[ab]$")
 
 
+# Loaded once here: die_with_parent runs between fork and exec, where a dlopen could wait
+# forever on a lock another thread of the parent held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
 def die_with_parent():
     """A preexec_fn: the child gets SIGTERM when the process that started it dies, even by
     SIGKILL, so nothing it starts outlives it (the forwarder, daemons, probes, the browser)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
 
 
 def exit_on_signal():
