@@ -49,8 +49,9 @@ def playout_rows(p):
     L.append(f"| clean again ({p['clean_s']:g} s) | {c['latency_ms_median_last_20s']} (last 20 s) "
              f"| - | {c['underruns_per_min']} |")
     L.append("")
-    L.append(f"Back within 10 ms of the clean-link latency (5 s in a row) "
-             f"{c['back_to_lan_s']} s after the link turned clean. Decoder "
+    L.append(f"Back within ±{wan_playout.BACK_TOL_MS} ms of the clean-link latency of the "
+             f"10 s before the WAN phase ({lan.get('latency_ms_median_before_wan')} ms; 5 s in "
+             f"a row) {c['back_to_lan_s']} s after the link turned clean. Decoder "
              f"`{p.get('decoder')}`, output `{p.get('output')}`.")
     return L
 
@@ -74,12 +75,16 @@ def section(results, errors):
         f"(`NOVNC_AUDIO_TCP_OPTIONS`, src/transport/socket_options.rs) runs at the same "
         f"time over the same link, 20 ms Opus frames of a tone, one client each "
         f"(tests/netlink/wanprobe.py, which records each frame's arrival), "
-        f"{link['seconds']:g} s after a 2 s warm-up: the rows are paired. \"baseline\" is "
+        f"{link.get('runs', 1)} run(s) of {link['seconds']:g} s each after a 2 s warm-up "
+        f"(a fresh link and fresh daemons each run; the table pools them): the rows are "
+        f"paired. \"baseline\" is "
         f"what every socket got before (TCP_NODELAY, small SO_SNDBUF). Excess delay: one-way "
         f"delay above the smallest of the last 10 s, i.e. what a playout buffer must hold; "
         f"\"late at N\": share of frames a buffer of N ms would play late; lost: timestamps "
-        f"that never came (the same count in every row means the capture skipped them while "
-        f"the machine stalled; TCP itself loses nothing).\n")
+        f"that never came; in brackets, the frames the daemon itself dropped for that client "
+        f"(its /stats `frames_dropped.slow_client`, read at the end of each run): the rest of "
+        f"`lost` is the capture skipping while the machine stalled (then every row loses "
+        f"about the same).\n")
     L.append(wan_stalls.table(r))
     L.append("")
     L.append("### Chromium over the same link\n")

@@ -130,6 +130,9 @@ impl Transport {
         } else {
             format!("{}:{}", config.host, config.port)
         };
+        // Reads NOVNC_AUDIO_TCP_OPTIONS now, so a typo is warned about at start-up, not
+        // at the first client.
+        socket_options::TcpOptions::current();
         let listener = TcpListener::bind(&addr).map_err(|source| ListenError::Bind {
             addr: addr.clone(),
             source,

@@ -14,6 +14,7 @@
 use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 /// The environment variable that replaces [`TcpOptions::DEFAULT`].
@@ -30,11 +31,15 @@ pub(crate) struct TcpOptions {
 
 impl TcpOptions {
     /// What a client socket gets unless [`ENV`] says otherwise: nothing beyond the accept
-    /// path's `TCP_NODELAY` (without it, stalls are 1.8-2x longer at p99.9 on the emulated
-    /// link). `TCP_THIN_LINEAR_TIMEOUTS` and `TCP_NOTSENT_LOWAT` (16 KiB, 2 KiB) measured
-    /// within the noise of two identical baseline rows at 1 % and at 5 % loss: RACK/TLP
-    /// recovers a lost segment of this stream before an RTO backs off, and at 8 KB/s nothing
-    /// waits unsent in the kernel for the low-water mark to act on (docs/PERFORMANCE.md, WAN).
+    /// path's `TCP_NODELAY` (without it, the p99.9 excess delay on the emulated link was 1.95x
+    /// the baseline's at 1 % loss, and 1.35x, 1.90x and 3.33x in three runs at 5 %).
+    /// `TCP_THIN_LINEAR_TIMEOUTS` and `TCP_NOTSENT_LOWAT` measured within the noise of two
+    /// identical baseline rows at 1 % loss. At 5 %, one run put `TCP_NOTSENT_LOWAT` at 0.28-0.32
+    /// against an A/A of 0.76-0.79 (its baseline had one 1 s RTO backoff); two paired re-runs
+    /// gave 0.77-1.08 against an A/A of 0.80-1.02, so nothing is on by default
+    /// (docs/PERFORMANCE.md, WAN). The reason expected: RACK/TLP recovers a lost segment of
+    /// this stream before an RTO backs off, and at 8 KB/s little waits unsent in the kernel
+    /// for the low-water mark to act on.
     pub(crate) const DEFAULT: TcpOptions = TcpOptions {
         nodelay: None,
         notsent_lowat: None,
@@ -52,10 +57,16 @@ impl TcpOptions {
             let (key, value) = item
                 .split_once('=')
                 .ok_or_else(|| format!("'{item}' is not key=value"))?;
+            // Bounded by i32::MAX: the kernel takes a C int, and a larger value would turn
+            // negative on the way there.
             let num = || {
                 value
                     .parse::<u32>()
-                    .map_err(|_| format!("'{item}': {value} is not a whole number"))
+                    .ok()
+                    .filter(|&n| n <= i32::MAX as u32)
+                    .ok_or_else(|| {
+                        format!("'{item}': {value} is not a whole number up to {}", i32::MAX)
+                    })
             };
             let flag = || match value {
                 "0" => Ok(false),
@@ -101,7 +112,9 @@ impl TcpOptions {
     pub(crate) fn apply(&self, sock: &TcpStream) -> io::Result<()> {
         let fd = sock.as_raw_fd();
         let set = |name: &str, opt: libc::c_int, value: u32| {
-            setsockopt(fd, libc::IPPROTO_TCP, opt, value as libc::c_int)
+            // parse() keeps every value at or below i32::MAX, so this never turns negative.
+            let value = libc::c_int::try_from(value).unwrap_or(libc::c_int::MAX);
+            setsockopt(fd, libc::IPPROTO_TCP, opt, value)
                 .map_err(|e| io::Error::new(e.kind(), format!("{name}: {e}")))
         };
         if let Some(v) = self.nodelay {
@@ -124,10 +137,20 @@ impl TcpOptions {
     }
 }
 
-/// Sets the options in force on a client's socket that just upgraded to WebSocket.
+/// Sets the options in force on a client's socket that just upgraded to WebSocket. Every
+/// option that is `Some` was asked for in [`ENV`] (the defaults set none), so a refusal is a
+/// warning, once per run (the same kernel refuses it on every socket), then debug.
 pub(super) fn apply_to_client(sock: &TcpStream) {
+    static WARNED: AtomicBool = AtomicBool::new(false);
     if let Err(e) = TcpOptions::current().apply(sock) {
-        log::debug!("cannot set a TCP option on a client socket: {e}");
+        if WARNED.swap(true, Ordering::Relaxed) {
+            log::debug!("cannot set a TCP option on a client socket: {e}");
+        } else {
+            log::warn!(
+                "the kernel refused a TCP option {ENV} asks for on client sockets: {e} \
+                 (warned once; later sockets get the same)"
+            );
+        }
     }
 }
 
@@ -215,5 +238,14 @@ mod tests {
         assert!(e.contains("unknown option 'lowat'"), "{e}");
         let e = TcpOptions::parse("notsent_lowat=-1").unwrap_err();
         assert!(e.contains("not a whole number"), "{e}");
+        // A value the kernel's C int cannot hold is refused, not wrapped to a negative one.
+        let e = TcpOptions::parse("user_timeout=2147483648").unwrap_err();
+        assert!(e.contains("up to 2147483647"), "{e}");
+        assert_eq!(
+            TcpOptions::parse("user_timeout=2147483647")
+                .unwrap()
+                .user_timeout_ms,
+            Some(i32::MAX as u32)
+        );
     }
 }

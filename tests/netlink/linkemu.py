@@ -29,12 +29,14 @@ The forwarder itself runs as `linkemu.py forward ...` in its own process, so the
 work (and its GIL) does not add to the link's delay.
 """
 import argparse
+import contextlib
 import ctypes
 import fcntl
 import heapq
 import json
 import os
 import random
+import re
 import select
 import signal
 import struct
@@ -48,6 +50,76 @@ TUNSETIFF = 0x400454CA
 IFF_TUN = 0x0001
 IFF_NO_PI = 0x1000
 DEV = "wan0"
+PR_SET_PDEATHSIG = 1
+# Namespaces are named nalink-<owner pid>-<tag>-a|b; only names of this exact form whose
+# owner pid is dead are ever removed as stale (see remove_stale_namespaces).
+NS_NAME = re.compile(r"^nalink-(\d+)-(\d+)-[ab]$")
+
+
+# Loaded once here: die_with_parent runs between fork and exec, where a dlopen could wait
+# forever on a lock another thread of the parent held at the fork.
+_LIBC = ctypes.CDLL(None, use_errno=True)
+
+
+def die_with_parent():
+    """A preexec_fn: the child gets SIGTERM when the process that started it dies, even by
+    SIGKILL, so nothing it starts outlives it (the forwarder, daemons, probes, the browser)."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM))
+
+
+def exit_on_signal():
+    """SIGTERM and SIGINT end the program through its `finally` blocks, once: the first
+    signal turns both to SIG_IGN before raising SystemExit, so a second one (a process group
+    signalled twice, Ctrl-C held down) cannot cut the clean-up short. Python runs handlers in
+    the main thread whichever thread the kernel delivered the signal to, so blocking them
+    with a thread mask is not enough once a helper thread runs; ignoring them is."""
+    def on_signal(signum, _frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        sys.exit(128 + signum)
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+
+@contextlib.contextmanager
+def signals_held():
+    """Clean-up that must run to its end: a SIGTERM or SIGINT arriving meanwhile is recorded
+    and re-raised afterwards (the program still ends, after the clean-up). Only the main
+    thread can change handlers; elsewhere this does nothing."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    got = []
+    old = {sig: signal.signal(sig, lambda n, _f: got.append(n))
+           for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+        if got and old[got[0]] not in (signal.SIG_IGN, None):
+            signal.raise_signal(got[0])
+
+
+def pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_namespaces():
+    """Deletes the namespaces an earlier run left behind when it was killed before its
+    clean-up: only names of this module's form (NS_NAME) whose owner pid no longer runs."""
+    r = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True)
+    for line in r.stdout.splitlines():
+        name = line.split()[0] if line.split() else ""
+        m = NS_NAME.match(name)
+        if m and int(m.group(1)) != os.getpid() and not pid_alive(int(m.group(1))):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def check_host():
@@ -113,8 +185,19 @@ def flow(pkt):
 
 def forward(a):
     """The forwarder process: creates both TUNs, configures them, prints 'ready', then
-    forwards until stdin closes or SIGTERM. Commands on stdin, one a line:
+    forwards until stdin closes (its owner is gone) or SIGTERM, and deletes both namespaces
+    as it ends, so a killed owner leaves none behind. Commands on stdin, one a line:
     `set delay_ms=.. jitter_ms=.. loss_pct=..` and `stats` (prints one JSON line)."""
+    # Ctrl-C reaches the whole process group: the owner decides when the link ends.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _forward(a)
+    finally:
+        for ns in (a.ns_a, a.ns_b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def _forward(a):
     own = os.open("/proc/self/ns/net", os.O_RDONLY)
     fa = _open_tun(a.ns_a)
     fb = _open_tun(a.ns_b)
@@ -162,8 +245,8 @@ def forward(a):
             if fd == stdin:
                 chunk = os.read(stdin, 4096)
                 if not chunk:
-                    watch.remove(stdin)  # the owner went away: keep forwarding until SIGTERM
-                    continue
+                    stop = True  # the owner went away (even by SIGKILL): so does the link
+                    break
                 pending += chunk
                 while b"\n" in pending:
                     line, pending = pending.split(b"\n", 1)
@@ -217,6 +300,7 @@ class Link:
         self.lock = threading.Lock()
 
     def __enter__(self):
+        remove_stale_namespaces()
         try:
             for ns in (self.ns_a, self.ns_b):
                 subprocess.run(["ip", "netns", "add", ns], check=True, capture_output=True)
@@ -232,7 +316,7 @@ class Link:
             if self.seed is not None:
                 cmd += ["--seed", str(self.seed)]
             self.fwd = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        text=True)
+                                        text=True, preexec_fn=die_with_parent)
             line = self.fwd.stdout.readline().strip()
             if line != "ready":
                 raise RuntimeError(f"link forwarder did not start (said {line!r})")
@@ -260,9 +344,13 @@ class Link:
     def stats(self):
         return json.loads(self._cmd("stats"))
 
-    def popen(self, ns, cmd, **kw):
-        """A child in namespace `ns`, tracked and ended by pid on close."""
-        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, cmd)], **kw)
+    def popen(self, ns, cmd, stop_timeout=5.0, **kw):
+        """A child in namespace `ns`, tracked and ended by pid on close (SIGTERM, then
+        SIGKILL after `stop_timeout` s), and sent SIGTERM if this process dies first
+        (`ip netns exec` execs the command, so the command itself gets it)."""
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *map(str, cmd)],
+                             preexec_fn=die_with_parent, **kw)
+        p.stop_timeout = stop_timeout
         self.children.append(p)
         return p
 
@@ -273,17 +361,14 @@ class Link:
         return self.popen(self.ns_b, cmd, **kw)
 
     def close(self):
-        # A second SIGTERM or Ctrl-C (a process group signalled twice) must not cut the
-        # clean-up short and leave namespaces behind: hold them until it is done.
-        held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-        try:
+        # A SIGTERM or Ctrl-C arriving now must not cut the clean-up short and leave
+        # namespaces behind: it takes effect once the clean-up is done.
+        with signals_held():
             self._close()
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
     def _close(self):
         for p in reversed(self.children):
-            stop_pid(p)
+            stop_pid(p, getattr(p, "stop_timeout", 5.0))
         self.children = []
         if self.fwd is not None:
             stop_pid(self.fwd)

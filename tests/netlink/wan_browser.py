@@ -4,7 +4,9 @@ namespace by wan_playout.py.
 
     wan_browser.py URL SECONDS
 
-Starts chromedriver (a child, ended by pid) and a headless Chromium whose sound card is
+Starts chromedriver (a child in its own process group, which Chromium joins; the group is
+ended on clean-up, and within STOP_S, so nothing outlives the caller's SIGKILL deadline;
+chromedriver also gets SIGTERM if this process dies) and a headless Chromium whose sound card is
 whatever PULSE_SERVER names (the caller's second PulseAudio, never the daemon's), opens URL,
 clicks Play (a WebDriver element click: a trusted gesture, no autoplay switch), waits for
 `window.novncAudio.state == 'playing'`, prints `playing`, then one JSON line of
@@ -21,7 +23,14 @@ import sys
 import tempfile
 import time
 import urllib.request
+from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import linkemu  # noqa: E402
+
+# The whole clean-up (ending the session, then the driver's process group) takes at most
+# this long; the caller (wan_playout.py) waits STOP_S + 5 before SIGKILL.
+STOP_S = 10
 
 def free_port():
     with socket.socket() as s:
@@ -51,15 +60,40 @@ class Driver:
         return self.s("POST", "/execute/sync", {"script": script, "args": []})
 
 
+def end_group(drv, timeout):
+    """SIGTERM to chromedriver's process group (its pgid is its pid: it was started in a
+    session of its own, so the group holds only it and the Chromium it launched), SIGKILL
+    to the group after `timeout` s if anything in it remains."""
+    def signal_group(sig):
+        try:
+            os.killpg(drv.pid, sig)
+            return True
+        except ProcessLookupError:
+            return False
+    if not signal_group(signal.SIGTERM):
+        drv.poll()
+        return
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        drv.poll()  # reap the leader, so the group empties once Chromium is gone too
+        if not signal_group(0):
+            return
+        time.sleep(0.1)
+    signal_group(signal.SIGKILL)
+    drv.wait()
+
+
 def main():
-    # SIGTERM from the harness runs the finally block, which ends the session and the driver.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    # SIGTERM from the harness runs the finally block, which ends the session and the driver;
+    # a second one is ignored, so it cannot cut that short.
+    linkemu.exit_on_signal()
     url, seconds = sys.argv[1], float(sys.argv[2])
     port = free_port()
     home = tempfile.mkdtemp(prefix="wan-chromium-")
     env = dict(os.environ, HOME=home)
     drv = subprocess.Popen([shutil.which("chromedriver") or "chromedriver", f"--port={port}"],
-                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                           env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           start_new_session=True, preexec_fn=linkemu.die_with_parent)
     d = Driver(port)
     try:
         end = time.monotonic() + 20
@@ -104,18 +138,13 @@ def main():
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
         return 1
     finally:
+        deadline = time.monotonic() + STOP_S
         if d.sid:
             try:
-                d.call("DELETE", f"/session/{d.sid}", timeout=20)
+                d.call("DELETE", f"/session/{d.sid}", timeout=STOP_S / 2)
             except Exception:
                 pass
-        if drv.poll() is None:
-            drv.terminate()
-            try:
-                drv.wait(10)
-            except subprocess.TimeoutExpired:
-                drv.kill()
-                drv.wait()
+        end_group(drv, max(1.0, deadline - time.monotonic()))
         shutil.rmtree(home, ignore_errors=True)
     return 0
 

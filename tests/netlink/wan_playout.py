@@ -10,14 +10,14 @@ into a second PulseAudio's null sink as its sound card. The link is clean for --
 LAN figure), then 40 ± 20 ms each way with 1 % loss each way for --wan-s, then clean again
 for --clean-s. From `window.novncAudio.stats`, sampled every second: underruns a minute,
 latencyMs (the module's own estimate, not measured at the sound card), targetMs, and how
-long after the link turns clean latencyMs is back within 10 ms of the LAN figure.
+long after the link turns clean latencyMs is back within ±10 ms (BACK_TOL_MS) of the
+clean-link median of the 10 s before the WAN phase.
 Skips (exit 0, says so) only when chromium/chromedriver are missing and CI is unset.
 """
 import argparse
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -29,10 +29,12 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import linkemu  # noqa: E402
+import wan_browser  # noqa: E402
 import wan_stalls  # noqa: E402
 
 WAN = dict(delay_ms=40, jitter_ms=20, loss_pct=1)
 CLEAN = dict(delay_ms=0, jitter_ms=0, loss_pct=0)
+BACK_TOL_MS = 10
 
 
 def window(samples, t0, t1):
@@ -74,11 +76,15 @@ def summary(samples, lan_s, wan_s, clean_s):
             [s for s in after if s["t"] >= lan_s + wan_s + clean_s - 20], "latencyMs"),
             "underruns_per_min": underruns_per_min(after)},
     }
-    # Back to the LAN figure: the first second after which latencyMs stays within 10 ms of
-    # the LAN median for 5 s in a row.
+    # Back to the clean-link figure: the first second after which latencyMs stays within
+    # ±BACK_TOL_MS of the median of the last 10 s of clean link before the WAN phase (the
+    # settled figure the link left, not the whole LAN window with its start) for 5 s in a
+    # row. Two-sided: a buffer that drained below it (and then underruns) is not "back".
+    before_ms = med(window(samples, max(settle, lan_s - 10), lan_s), "latencyMs")
+    out["lan"]["latency_ms_median_before_wan"] = before_ms
     back = None
-    if lan_ms is not None:
-        ok = [s["latencyMs"] <= lan_ms + 10 for s in after]
+    if before_ms is not None:
+        ok = [abs(s["latencyMs"] - before_ms) <= BACK_TOL_MS for s in after]
         for i in range(len(after)):
             if all(ok[i:i + 5]) and len(ok[i:i + 5]) == 5:
                 back = round(after[i]["t"] - (lan_s + wan_s), 1)
@@ -113,7 +119,8 @@ def measure(lan_s=30, wan_s=60, clean_s=60, daemon=None, logdir=None):
             total = lan_s + wan_s + clean_s
             b = link.run_b([sys.executable, HERE / "wan_browser.py",
                             f"http://{link.addr_a}:{port}/", total],
-                           env=benv, stdout=subprocess.PIPE, stderr=log, text=True)
+                           env=benv, stdout=subprocess.PIPE, stderr=log, text=True,
+                           stop_timeout=wan_browser.STOP_S + 5)
             first = b.stdout.readline().strip()
             if first != "playing":
                 raise RuntimeError(f"Chromium did not play: {first}")
@@ -160,7 +167,7 @@ def main():
     ap.add_argument("--daemon")
     ap.add_argument("--json")
     a = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    linkemu.exit_on_signal()
     why = missing()
     if why:
         print(f"SKIP: {why}", file=sys.stderr)

@@ -17,6 +17,9 @@ Per variant, from the frames' arrival times and server timestamps (after a warm-
   late_N     share of frames a buffer of N ms would have played late (excess > N)
   lost       server timestamps that never came (the daemon dropped the frame, or the capture
              skipped it while the machine stalled: then every row loses the same)
+  dropped_slow_client  frames the daemon itself dropped for this client (its /stats
+             `frames_dropped.slow_client`, read before it stops): how much of `lost` is the
+             daemon's slow-client policy rather than the capture
 Prints a Markdown table; --json writes everything. Exits non-zero if a variant has no frames.
 Everything started here is ended by pid; the namespaces are deleted on exit, even on failure.
 """
@@ -25,7 +28,6 @@ import json
 import math
 import os
 import shutil
-import signal
 import struct
 import subprocess
 import sys
@@ -135,7 +137,7 @@ class Pulse:
         self.procs.append(subprocess.Popen(
             ["pulseaudio", "-n", "-F", "/dev/null", "--exit-idle-time=-1", "--daemonize=no",
              "-L", "module-native-protocol-unix", "--log-target=stderr"],
-            env=self.env, stdout=log, stderr=log))
+            env=self.env, stdout=log, stderr=log, preexec_fn=linkemu.die_with_parent))
         end = time.monotonic() + 10
         while True:
             try:
@@ -157,7 +159,8 @@ class Pulse:
         tone = subprocess.Popen(
             ["pacat", "--raw", "--format=s16le", "--rate=48000", "--channels=2", "-d", "wan",
              "--latency-msec=100", "--client-name=wan-tone"],
-            env=self.env, stdin=subprocess.PIPE, stdout=log, stderr=log)
+            env=self.env, stdin=subprocess.PIPE, stdout=log, stderr=log,
+            preexec_fn=linkemu.die_with_parent)
         self.procs.append(tone)
         stop = self.stop_feed
 
@@ -171,14 +174,16 @@ class Pulse:
         threading.Thread(target=feed, daemon=True).start()
 
     def close(self):
-        self.stop_feed.set()
-        for p in reversed(self.procs):
-            if p.stdin:
-                try:
-                    p.stdin.close()
-                except OSError:
-                    pass
-            linkemu.stop_pid(p)
+        with linkemu.signals_held():
+            self.stop_feed.set()
+            for p in reversed(self.procs):
+                if p.stdin:
+                    try:
+                        p.stdin.close()
+                    except OSError:
+                        pass
+                linkemu.stop_pid(p)
+            self.procs = []
 
 
 def wait_listening(link, port, p, timeout=15):
@@ -192,6 +197,21 @@ def wait_listening(link, port, p, timeout=15):
             return
         time.sleep(0.1)
     raise RuntimeError(f"daemon on port {port} did not listen within {timeout} s")
+
+
+STATS_GET = ("import sys, urllib.request; "
+             "sys.stdout.write(urllib.request.urlopen(sys.argv[1], timeout=5).read().decode())")
+
+
+def daemon_stats(link, port, log):
+    """The daemon's /stats (JSON), fetched from inside its own namespace; None if it fails."""
+    p = link.run_a([sys.executable, "-c", STATS_GET, f"http://{link.addr_a}:{port}/stats"],
+                   stdout=subprocess.PIPE, stderr=log)
+    try:
+        out, _ = p.communicate(timeout=15)
+        return json.loads(out)
+    except (subprocess.TimeoutExpired, ValueError):
+        return None
 
 
 def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, variants=None,
@@ -211,12 +231,13 @@ def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, varia
     tmp = Path(tempfile.mkdtemp(prefix="novnc-audio-wan-"))
     pulse = Pulse(tmp)
     recorded = {name: [] for name, _ in variants}
+    dropped = {name: [] for name, _ in variants}
     errors = {}
     try:
         pulse.start(log)
         for _ in range(runs):
             link_stats = one_run(pulse, daemon, variants, seconds, warm_s, delay_ms, jitter_ms,
-                                 loss_pct, log, recorded, errors)
+                                 loss_pct, log, recorded, dropped, errors)
     finally:
         pulse.close()
         shutil.rmtree(tmp, ignore_errors=True)
@@ -227,7 +248,9 @@ def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, varia
     results = {}
     for name, spec in variants:
         results[name] = summarise(recorded[name])
-        results[name].update(env=spec, error=errors.get(name))
+        per_run = dropped[name]
+        results[name].update(env=spec, error=errors.get(name),
+                             dropped_slow_client=None if None in per_run else sum(per_run))
     return {"link": {"delay_ms": delay_ms, "jitter_ms": jitter_ms, "loss_pct": loss_pct,
                      "in_order": True, "seconds": seconds, "runs": runs, "stats": link_stats,
                      "tcp_congestion_control": sysctl("net.ipv4.tcp_congestion_control")},
@@ -235,9 +258,10 @@ def measure(seconds, delay_ms=40, jitter_ms=20, loss_pct=1.0, daemon=None, varia
 
 
 def one_run(pulse, daemon, variants, seconds, warm_s, delay_ms, jitter_ms, loss_pct, log,
-            recorded, errors):
+            recorded, dropped, errors):
     """One link, one daemon per variant, one client each, all at once; appends each
-    client's recording to `recorded` and returns the link's counters."""
+    client's recording to `recorded`, each daemon's slow-client drops (None if its /stats
+    could not be read) to `dropped`, and returns the link's counters."""
     with linkemu.Link(delay_ms, jitter_ms, loss_pct) as link:
         daemons = []
         for i, (name, spec) in enumerate(variants):
@@ -259,6 +283,9 @@ def one_run(pulse, daemon, variants, seconds, warm_s, delay_ms, jitter_ms, loss_
             recorded[name].append(raw(rec["t"], rec["ts"], warm_s * 1000))
             if rec["error"]:
                 errors[name] = rec["error"]
+        for name, spec, port, p in daemons:
+            st = daemon_stats(link, port, log)
+            dropped[name].append(st["frames_dropped"]["slow_client"] if st else None)
         return link.stats()
 
 
@@ -271,7 +298,8 @@ def sysctl(name):
 
 def table(report):
     base = report["variants"].get("baseline", {})
-    L = ["| TCP options (`NOVNC_AUDIO_TCP_OPTIONS`) | frames | lost | gap p50 / p99 / max ms "
+    L = ["| TCP options (`NOVNC_AUDIO_TCP_OPTIONS`) | frames | lost (daemon dropped) "
+         "| gap p50 / p99 / max ms "
          "| longest gap of each run ms | stalls > 100 ms | stall time ms "
          "| excess delay p50 / p99 / p99.9 / max ms "
          "| late at 100 / 200 / 400 ms buffer % | p99.9 excess vs baseline |",
@@ -287,7 +315,8 @@ def table(report):
         ratio = (f"{r['excess_ms_p999'] / base['excess_ms_p999']:.2f}"
                  if base.get("excess_ms_p999") else "-")
         L.append(
-            f"| {name} | {r['frames']} | {r['lost']} | {f(r['gap_ms_p50'])} / "
+            f"| {name} | {r['frames']} | {r['lost']} ({f(r['dropped_slow_client'])}) | "
+            f"{f(r['gap_ms_p50'])} / "
             f"{f(r['gap_ms_p99'])} / {f(r['gap_ms_max'])} | "
             f"{', '.join(f(x) for x in r['max_gap_ms_per_run'])} | {r['stalls']} | "
             f"{f(r['stall_ms_total'])} | {f(r['excess_ms_p50'])} / {f(r['excess_ms_p99'])} / "
@@ -309,7 +338,7 @@ def main():
     ap.add_argument("--json")
     ap.add_argument("--raw-json", help="also write each client's arrival times and excess delays")
     a = ap.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    linkemu.exit_on_signal()
     variants = None
     if a.variants:
         variants = [tuple(v.split("=", 1)) for v in a.variants.split(";") if v]
