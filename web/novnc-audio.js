@@ -100,6 +100,8 @@ export class NovncAudio extends EventTarget {
    * @param {number} [opts.volume=1]
    * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
    *        the output then resamples)
+   * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint='interactive'] the
+   *        AudioContext's latencyHint
    */
   constructor(opts = {}) {
     super();
@@ -128,6 +130,7 @@ export class NovncAudio extends EventTarget {
     this.pcmSampleRate = Number(opts.pcmSampleRate || 48000);
     this.pcmChannels = Number(opts.pcmChannels || 2);
     this.contextSampleRate = opts.sampleRate === undefined ? 48000 : opts.sampleRate;
+    this.latencyHint = opts.latencyHint ?? 'interactive';
     this._volume = clamp(Number(opts.volume ?? 1), 0, 1);
     this._muted = false;
     this._state = 'idle';
@@ -405,8 +408,8 @@ export class NovncAudio extends EventTarget {
     let ctx;
     try {
       ctx = this.contextSampleRate
-        ? new AC({ sampleRate: this.contextSampleRate, latencyHint: 'interactive' })
-        : new AC({ latencyHint: 'interactive' });
+        ? new AC({ sampleRate: this.contextSampleRate, latencyHint: this.latencyHint })
+        : new AC({ latencyHint: this.latencyHint });
     } catch {
       ctx = new AC();  // a rate the device refuses, or an old webkitAudioContext: the output resamples
     }
