@@ -8,6 +8,7 @@ then measures, each over one window of --seconds (30; --smoke: 3):
   click latency through novnc-audio at several frame sizes / Opus applications next to a
   bare libpulse recorder (bench/target/release/latency); time to first frame while sound
   plays and after a minute of silence; startup to accepting TCP (median of 10);
+  LAN per engine in real browsers (bench/browser_lan.py, tests/browser/engines/run.sh);
   the cost of listening (issue 11): nothing playing and a stream of digital silence,
   with 0, 1 and 100 clients in paired rounds (CPU, bytes/s per client), and a 100 ms
   burst by a fresh player after silence (time to the first sound at a client, how much
@@ -35,6 +36,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import browser_lan  # noqa: E402  (bench/browser_lan.py: LAN per engine, real browsers)
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
@@ -824,6 +828,11 @@ class Bench:
             if want("first-frame"):
                 self.measure("first_frame_playing", self.m_first_frame_playing)
                 self.measure("first_frame_silent", self.m_silence)
+            if want("browser"):
+                # Real browsers on loopback (bench/browser_lan.py): run.sh starts its own
+                # PulseAudio servers and daemon, so the tone here does not matter.
+                self.measure("browser_lan", lambda: browser_lan.run(
+                    ROOT, OUT, DAEMON, self.a.smoke))
         finally:
             self.stop_tone()
             self.procs.stop_all()
@@ -1225,6 +1234,8 @@ def markdown(report):
         met = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
         L.append(f"| {t['target']} | {t['measured']} | {met} |")
     L.append("")
+    if r.get("browser_lan"):
+        L.append(browser_lan.markdown(r["browser_lan"]))
     notes = ROOT / "bench" / "analysis.md"
     if notes.exists() and not report["smoke"]:
         L.append(notes.read_text().strip() + "\n")
@@ -1282,7 +1293,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
     ap.add_argument("--only", default="",
                     help="comma-separated groups to run (idle, floor, clients, listening, "
-                         "latency, first-frame); writes target/bench/report-only.json and "
+                         "latency, first-frame, browser); writes target/bench/report-only.json and "
                          "leaves docs/PERFORMANCE.md alone")
     ap.add_argument("--render", action="store_true",
                     help="only re-write docs/PERFORMANCE.md from target/bench/report.json")
@@ -1335,7 +1346,7 @@ EXPECTED = ["pulse_alone", "floor_lowdelay", "floor_audio", "pcmflux", "ffmpeg",
             "daemon_1", "daemon_100", "daemon_1000", "fanout_100", "fanout_1000", "latency_bare", "latency_20_lowdelay",
             "latency_10_lowdelay", "latency_20_audio", "latency_10_audio",
             "first_frame_playing", "first_frame_silent", "startup",
-            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon"]
+            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon", "browser_lan"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -119,7 +119,7 @@ export const CLICK_DETECTOR_STOP = `
 /** The figures of one stats reading kept per second of the window (results.json `series`). */
 export function seriesPoint(st, tMs) {
   const r = (v) => (Number.isFinite(v) ? Math.round(v * 10) / 10 : v);
-  return { t: Math.round(tMs / 100) / 10, underruns: st.underruns, targetMs: r(st.targetMs), lateP99Ms: r(st.lateP99Ms),
+  return { t: Math.round(tMs / 100) / 10, underruns: st.underruns, targetMs: r(st.targetMs), lateP99Ms: r(st.lateP99Ms), latePeakMs: r(st.latePeakMs),
     minBufferedMs: r(st.minBufferedMs), bufferedMs: r(st.bufferedMs), latencyMs: r(st.latencyMs),
     outputLatencyMs: r(st.outputLatencyMs), speed: st.speed, droppedMs: r(st.droppedMs) };
 }
