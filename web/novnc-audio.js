@@ -108,8 +108,10 @@ export class NovncAudio extends EventTarget {
    *        + 1 ms, or (as before 2026-12-02) the engine's base latency + a quantum
    * @param {number} [opts.floorMs] the buffer's floor (ms) instead of the one derived from the
    *        engine's figures (experiments; the engines harness compares settings with it)
-   * @param {boolean} [opts.jitterPeaks=true] the target also covers recurring late-frame peaks
-   *        (arrival-jitter.js), not only the 5 s percentile
+   * @param {boolean} [opts.jitterPeaks=false] the target also covers recurring late-frame peaks
+   *        (arrival-jitter.js), not only the 5 s percentile. Off by measurement (2026-12-02,
+   *        paired runs on a loaded machine): WebKitGTK plain rendered 31-33 -> 96-107 ms, Firefox
+   *        plain 42 -> 52 ms, with no fewer underruns
    */
   constructor(opts = {}) {
     super();
@@ -168,7 +170,7 @@ export class NovncAudio extends EventTarget {
     this._freqBuf = null;
     this._busyDepth = 0;
     this._mt = { busyMs: 0, audioS: 0 };
-    this._jitter = new ArrivalJitter({ peaks: opts.jitterPeaks !== false });
+    this._jitter = new ArrivalJitter({ peaks: opts.jitterPeaks === true });
     this._sentJitterMs = null;
     this._gap = null;             // { ts, ms }: audio lost before frame ts, not concealed
     this._openStart = null;

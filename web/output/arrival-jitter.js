@@ -21,7 +21,7 @@ const PEAK_BUCKET_MS = 1000;
 const PEAK_WINDOW_MS = 20000;
 
 export class ArrivalJitter {
-  constructor({ windowMs = WINDOW_MS, percentile = 0.99, priorMs = 10, peaks = true } = {}) {
+  constructor({ windowMs = WINDOW_MS, percentile = 0.99, priorMs = 10, peaks = false } = {}) {
     this.windowMs = windowMs;
     this.percentile = percentile;
     this.prior = priorMs;
