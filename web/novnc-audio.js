@@ -759,9 +759,16 @@ export class NovncAudio extends EventTarget {
    */
   _blindOutput(source) {
     const blind = source === 'none' || source === 'baseLatency only';
-    if (!this._output || this._ctx.state !== 'running' || this._output.floorMs >= this.blindFloorMs) return;
+    if (!this._output || this._ctx.state !== 'running') return;
     this._blindTicks = blind ? (this._blindTicks || 0) + 1 : 0;
-    if (this._blindTicks < 4 || this._output.blindFloor) return;
+    if (!blind && this._output.blindFloor) {
+      // Firefox reports outputLatency 0 for its first second or so: it was not blind after all.
+      this._output.blindFloor = false;
+      this._output.configure({ floorMs: this._output.floorMs });
+      this._stats.floorMs = this._output.floorMs;
+      return;
+    }
+    if (this._output.floorMs >= this.blindFloorMs || this._blindTicks < 4 || this._output.blindFloor) return;
     this._output.blindFloor = true;
     this._output.configure({ floorMs: this.blindFloorMs });
     this._stats.floorMs = this.blindFloorMs;
