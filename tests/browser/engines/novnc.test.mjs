@@ -49,6 +49,8 @@ const OPTION_SETS = env.OPTION_SETS
 const PLAIN_HOST = env.PLAIN_HOST || 'desk.test';
 const WINDOW_S = Number(env.WINDOW_S ?? 20);
 const CLICKS = Number(env.CLICKS ?? 20);
+// A case: start-up, the window, the clicks, a retry's margin (a 600 s window for the 10-minute run).
+const CASE_TIMEOUT_MS = Math.max(300000, (WINDOW_S + 2 * CLICKS + 180) * 1000);
 const ROUNDS = Number(env.ROUNDS || 1);   // each case this many times (ranges on a shared machine)
 const PLAY_TIMEOUT_S = Number(env.PLAY_TIMEOUT_S || 20);
 const TONE_HZ = 440;
@@ -402,7 +404,7 @@ for (const name of ENGINE_NAMES) {
         for (const set of variant === 'copied' ? OPTION_SETS : [null]) {
           const name2 = `${name} · ${origin === 'plain' ? `plain HTTP (${PLAIN_HOST})` : 'secure (127.0.0.1)'} · ${variant}` +
             `${set ? `:${set.label}` : ''}${ROUNDS > 1 ? ` · round ${round}` : ''}`;
-          test(name2, { timeout: 300000 }, async (t) => {
+          test(name2, { timeout: CASE_TIMEOUT_MS }, async (t) => {
             if (missing) {
               results.push({ engine: name, origin, variant, plays: `SKIPPED: ${missing}` });
               console.log(`SKIPPED: ${name}: ${missing}`);
