@@ -12,7 +12,9 @@ then measures, each over one window of --seconds (30; --smoke: 3):
   the cost of listening (issue 11): nothing playing and a stream of digital silence,
   with 0, 1 and 100 clients in paired rounds (CPU, bytes/s per client), and a 100 ms
   burst by a fresh player after silence (time to the first sound at a client, how much
-  of it arrives; bench/target/release/burst).
+  of it arrives; bench/target/release/burst); the stream over an emulated WAN link, one
+  row per set of TCP options (bench/wan.py, tests/netlink; 3 x 60 s, --smoke: 10 s), and
+  Chromium playing over it when chromium + chromium-driver are installed.
 CPU is % of one core: utime+stime deltas of /proc/PID/stat over the window / wall time
 (also the median of 1 s samples taken from /proc/PID/task/*/schedstat, ns resolution).
 Writes target/bench/report.json and docs/PERFORMANCE.md and prints the Markdown.
@@ -37,8 +39,8 @@ import threading
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import browser_lan  # noqa: E402  (bench/browser_lan.py: LAN per engine, real browsers)
+import browser_lan  # bench/browser_lan.py: LAN per engine, real browsers
+import wan
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
@@ -828,6 +830,10 @@ class Bench:
             if want("first-frame"):
                 self.measure("first_frame_playing", self.m_first_frame_playing)
                 self.measure("first_frame_silent", self.m_silence)
+            if want("wan"):
+                self.measure(wan.KEY, lambda: wan.measure(self.a.smoke, DAEMON, LOGS))
+                self.measure(wan.KEY_PLAYOUT,
+                             lambda: wan.measure_playout(self.a.smoke, DAEMON, LOGS))
             if want("browser"):
                 # Real browsers on loopback (bench/browser_lan.py): run.sh starts its own
                 # PulseAudio servers and daemon, so the tone here does not matter.
@@ -1227,6 +1233,9 @@ def markdown(report):
              f"{f(get(st, 'median_ms'), 1, ' ms')} (min {f(min(st['startup_ms']) if st else None, 1)}, "
              f"max {f(max(st['startup_ms']) if st else None, 1)}) |")
     L.append("")
+    L.extend(wan.section(r, report["errors"]))
+    if r.get("browser_lan"):
+        L.append(browser_lan.markdown(r["browser_lan"]))
     L.append("## Targets\n")
     L.append("| target | measured | met |")
     L.append("|---|---|---|")
@@ -1234,8 +1243,6 @@ def markdown(report):
         met = {True: "met", False: "**missed**", None: "not measured"}[t["met"]]
         L.append(f"| {t['target']} | {t['measured']} | {met} |")
     L.append("")
-    if r.get("browser_lan"):
-        L.append(browser_lan.markdown(r["browser_lan"]))
     notes = ROOT / "bench" / "analysis.md"
     if notes.exists() and not report["smoke"]:
         L.append(notes.read_text().strip() + "\n")
@@ -1293,7 +1300,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
     ap.add_argument("--only", default="",
                     help="comma-separated groups to run (idle, floor, clients, listening, "
-                         "latency, first-frame, browser); writes target/bench/report-only.json and "
+                         "latency, first-frame, wan, browser); writes target/bench/report-only.json and "
                          "leaves docs/PERFORMANCE.md alone")
     ap.add_argument("--render", action="store_true",
                     help="only re-write docs/PERFORMANCE.md from target/bench/report.json")
@@ -1346,7 +1353,7 @@ EXPECTED = ["pulse_alone", "floor_lowdelay", "floor_audio", "pcmflux", "ffmpeg",
             "daemon_1", "daemon_100", "daemon_1000", "fanout_100", "fanout_1000", "latency_bare", "latency_20_lowdelay",
             "latency_10_lowdelay", "latency_20_audio", "latency_10_audio",
             "first_frame_playing", "first_frame_silent", "startup",
-            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon", "browser_lan"]
+            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon", wan.KEY, "browser_lan"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -24,7 +24,7 @@ trap 'exit 130' INT TERM
 say() { echo "[bench] $*" >&2; }
 
 # System packages (apt waits for a lock held by another installer instead of failing).
-PKGS="pulseaudio pulseaudio-utils libpulse-dev libopus-dev ffmpeg gcc pkg-config"
+PKGS="pulseaudio pulseaudio-utils libpulse-dev libopus-dev ffmpeg gcc pkg-config iproute2"
 missing=$(dpkg-query -W -f='${Package} ${Status}\n' $PKGS 2>/dev/null \
     | awk '$NF!="installed"{print $1}'; for p in $PKGS; do
         dpkg-query -W "$p" >/dev/null 2>&1 || echo "$p"; done)

@@ -120,11 +120,15 @@ fn wss_streams_the_tone_and_plain_clients_are_refused() {
     let pulse = PulseServer::start();
     let (ca, cert, key) = make_certificate(pulse.dir());
     let daemon = Daemon::start(&pulse, &["--tls-cert", &cert, "--tls-key", &key]);
-    assert!(
-        daemon.stderr_text().contains("listening on wss://"),
-        "{}",
-        daemon.stderr_text()
-    );
+    // The daemon accepts before the line reaches our reader thread (seen in CI once,
+    // with an empty stderr at the time of the check): wait for the line, do not race it.
+    let listening = poll_until(Duration::from_secs(5), || {
+        daemon
+            .stderr_text()
+            .contains("listening on wss://")
+            .then_some(())
+    });
+    assert!(listening.is_some(), "{}", daemon.stderr_text());
     let _tone = Tone::play(&pulse, None, 440.0);
 
     let stream = tls_stream(daemon.port(), &ca);

@@ -14,6 +14,7 @@ use tungstenite::Message;
 
 use super::client_io::{set_sndbuf, ClientIo};
 use super::hub::Hub;
+use super::socket_options;
 use super::{remove_source, MAX_CLIENT_MESSAGE, MAX_CONTROL_BACKLOG, MAX_MESSAGES_PER_WAKEUP};
 use crate::audio::Codec;
 use crate::mic::{self, Rejection};
@@ -246,6 +247,7 @@ impl Hub {
             remove_source(t);
         }
         set_sndbuf(&h.io.sock, self.sndbuf);
+        socket_options::apply_to_client(&h.io.sock);
         h.io.enqueue_control(http::switching_protocols(key, protocol));
         h.io.last_progress = Instant::now();
         let max_message = match codec {

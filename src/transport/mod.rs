@@ -13,6 +13,7 @@
 mod client_io;
 mod conn;
 mod hub;
+mod socket_options;
 mod tls;
 
 pub use tls::TlsError;

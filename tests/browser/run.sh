@@ -27,6 +27,7 @@ need_pkg pulseaudio pulseaudio
 need_pkg pacat pulseaudio-utils
 need_pkg pactl pulseaudio-utils
 need_pkg sox sox
+need_pkg opusenc opus-tools   # the mock server's Opus: PLC and click-free tests need it
 need_pkg node nodejs
 need_pkg npm npm
 
