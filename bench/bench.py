@@ -8,6 +8,7 @@ then measures, each over one window of --seconds (30; --smoke: 3):
   click latency through novnc-audio at several frame sizes / Opus applications next to a
   bare libpulse recorder (bench/target/release/latency); time to first frame while sound
   plays and after a minute of silence; startup to accepting TCP (median of 10);
+  LAN per engine in real browsers (bench/browser_lan.py, tests/browser/engines/run.sh);
   the cost of listening (issue 11): nothing playing and a stream of digital silence,
   with 0, 1 and 100 clients in paired rounds (CPU, bytes/s per client), and a 100 ms
   burst by a fresh player after silence (time to the first sound at a client, how much
@@ -38,6 +39,7 @@ import threading
 import time
 from pathlib import Path
 
+import browser_lan  # bench/browser_lan.py: LAN per engine, real browsers
 import wan
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -832,6 +834,11 @@ class Bench:
                 self.measure(wan.KEY, lambda: wan.measure(self.a.smoke, DAEMON, LOGS))
                 self.measure(wan.KEY_PLAYOUT,
                              lambda: wan.measure_playout(self.a.smoke, DAEMON, LOGS))
+            if want("browser"):
+                # Real browsers on loopback (bench/browser_lan.py): run.sh starts its own
+                # PulseAudio servers and daemon, so the tone here does not matter.
+                self.measure("browser_lan", lambda: browser_lan.run(
+                    ROOT, OUT, DAEMON, self.a.smoke))
         finally:
             self.stop_tone()
             self.procs.stop_all()
@@ -1227,6 +1234,8 @@ def markdown(report):
              f"max {f(max(st['startup_ms']) if st else None, 1)}) |")
     L.append("")
     L.extend(wan.section(r, report["errors"]))
+    if r.get("browser_lan"):
+        L.append(browser_lan.markdown(r["browser_lan"]))
     L.append("## Targets\n")
     L.append("| target | measured | met |")
     L.append("|---|---|---|")
@@ -1291,7 +1300,7 @@ def main():
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
     ap.add_argument("--only", default="",
                     help="comma-separated groups to run (idle, floor, clients, listening, "
-                         "latency, first-frame, wan); writes target/bench/report-only.json and "
+                         "latency, first-frame, wan, browser); writes target/bench/report-only.json and "
                          "leaves docs/PERFORMANCE.md alone")
     ap.add_argument("--render", action="store_true",
                     help="only re-write docs/PERFORMANCE.md from target/bench/report.json")
@@ -1344,7 +1353,7 @@ EXPECTED = ["pulse_alone", "floor_lowdelay", "floor_audio", "pcmflux", "ffmpeg",
             "daemon_1", "daemon_100", "daemon_1000", "fanout_100", "fanout_1000", "latency_bare", "latency_20_lowdelay",
             "latency_10_lowdelay", "latency_20_audio", "latency_10_audio",
             "first_frame_playing", "first_frame_silent", "startup",
-            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon", wan.KEY]
+            "listen_nothing", "listen_zeros", "burst_bare", "burst_daemon", wan.KEY, "browser_lan"]
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -100,6 +100,20 @@ export class NovncAudio extends EventTarget {
    * @param {number} [opts.volume=1]
    * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
    *        the output then resamples)
+   * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint='interactive'] the
+   *        AudioContext's latencyHint
+   * @param {number} [opts.blindFloorMs=40] the buffer's floor where the engine reports no output
+   *        latency (WebKitGTK)
+   * @param {'engine'|'quantum'} [opts.floor='engine'] the worklet's floor: the engine's base
+   *        latency + a render quantum, or a quantum + 1 ms. 'quantum' renders 11-15 ms sooner
+   *        (Chromium secure 26-38 ms instead of 41-52) but a 10-minute Chromium run with it had
+   *        36 underruns (3.6 a minute, on a machine still busy with other jobs): not the default
+   * @param {number} [opts.floorMs] the buffer's floor (ms) instead of the one derived from the
+   *        engine's figures (experiments; the engines harness compares settings with it)
+   * @param {boolean} [opts.jitterPeaks=false] the target also covers recurring late-frame peaks
+   *        (arrival-jitter.js), not only the 5 s percentile. Off by measurement (2026-12-02,
+   *        paired runs on a loaded machine): WebKitGTK plain rendered 31-33 -> 96-107 ms, Firefox
+   *        plain 42 -> 52 ms, with no fewer underruns
    */
   constructor(opts = {}) {
     super();
@@ -128,6 +142,10 @@ export class NovncAudio extends EventTarget {
     this.pcmSampleRate = Number(opts.pcmSampleRate || 48000);
     this.pcmChannels = Number(opts.pcmChannels || 2);
     this.contextSampleRate = opts.sampleRate === undefined ? 48000 : opts.sampleRate;
+    this.latencyHint = opts.latencyHint ?? 'interactive';
+    this.blindFloorMs = Number(opts.blindFloorMs ?? BLIND_FLOOR_MS);
+    this.floorMode = opts.floor === 'quantum' ? 'quantum' : 'engine';
+    this.floorMs = opts.floorMs === undefined || opts.floorMs === null ? null : Math.max(0, Number(opts.floorMs) || 0);
     this._volume = clamp(Number(opts.volume ?? 1), 0, 1);
     this._muted = false;
     this._state = 'idle';
@@ -154,7 +172,7 @@ export class NovncAudio extends EventTarget {
     this._freqBuf = null;
     this._busyDepth = 0;
     this._mt = { busyMs: 0, audioS: 0 };
-    this._jitter = new ArrivalJitter();
+    this._jitter = new ArrivalJitter({ peaks: opts.jitterPeaks === true });
     this._sentJitterMs = null;
     this._gap = null;             // { ts, ms }: audio lost before frame ts, not concealed
     this._openStart = null;
@@ -164,7 +182,8 @@ export class NovncAudio extends EventTarget {
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
       bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
-      lateP99Ms: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
+      lateP99Ms: 0, latePeakMs: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
+      outputLatencyKnown: false,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
       codec: null, decoder: null, output: null, mainThreadMsPerS: null, concealedFrames: 0,
       reconnects: 0, lastError: null, gaps: 0, decodeErrors: 0,
@@ -405,8 +424,8 @@ export class NovncAudio extends EventTarget {
     let ctx;
     try {
       ctx = this.contextSampleRate
-        ? new AC({ sampleRate: this.contextSampleRate, latencyHint: 'interactive' })
-        : new AC({ latencyHint: 'interactive' });
+        ? new AC({ sampleRate: this.contextSampleRate, latencyHint: this.latencyHint })
+        : new AC({ latencyHint: this.latencyHint });
     } catch {
       ctx = new AC();  // a rate the device refuses, or an old webkitAudioContext: the output resamples
     }
@@ -458,7 +477,7 @@ export class NovncAudio extends EventTarget {
   }
 
   async _ensureOutput() {
-    const opts = { targetMs: this.targetLatencyMs, maxMs: this._maxMs(), delayMs: this._audioDelayMs };
+    const opts = { targetMs: this.targetLatencyMs, maxMs: this._maxMs(), delayMs: this._audioDelayMs, floor: this.floorMode };
     if (!this.adaptive) opts.jitterMs = 0;
     if (this._output) { this._output.configure(opts); return; }
     const pick = pickOutput({
@@ -474,6 +493,10 @@ export class NovncAudio extends EventTarget {
       // A worklet that fails to load (a Content-Security-Policy without blob:, say): schedule.
       this._emitError(`AudioWorklet failed (${message(e)}); scheduling buffers instead`);
       this._output = await ScheduledOutput.create(this._ctx, this._gain, opts);
+    }
+    if (this.floorMs !== null) {
+      this._output.floorMs = this.floorMs;
+      this._output.configure({ floorMs: this.floorMs });
     }
     this._stats.output = this._output.name;
     this._stats.floorMs = this._output.floorMs;
@@ -738,12 +761,19 @@ export class NovncAudio extends EventTarget {
    */
   _blindOutput(source) {
     const blind = source === 'none' || source === 'baseLatency only';
-    if (!this._output || this._ctx.state !== 'running' || this._output.floorMs >= BLIND_FLOOR_MS) return;
+    if (!this._output || this._ctx.state !== 'running') return;
     this._blindTicks = blind ? (this._blindTicks || 0) + 1 : 0;
-    if (this._blindTicks < 4 || this._output.blindFloor) return;
+    if (!blind && this._output.blindFloor) {
+      // Firefox reports outputLatency 0 for its first second or so: it was not blind after all.
+      this._output.blindFloor = false;
+      this._output.configure({ floorMs: this._output.floorMs });
+      this._stats.floorMs = this._output.floorMs;
+      return;
+    }
+    if (this._output.floorMs >= this.blindFloorMs || this._blindTicks < 4 || this._output.blindFloor) return;
     this._output.blindFloor = true;
-    this._output.configure({ floorMs: BLIND_FLOOR_MS });
-    this._stats.floorMs = BLIND_FLOOR_MS;
+    this._output.configure({ floorMs: this.blindFloorMs });
+    this._stats.floorMs = this.blindFloorMs;
   }
 
   _startStatsTimer() {
@@ -761,7 +791,8 @@ export class NovncAudio extends EventTarget {
         this._output.configure({ jitterMs: late });
         this._sentJitterMs = late;
       }
-      st.lateP99Ms = late;
+      st.lateP99Ms = this._jitter.percentileMs();
+      st.latePeakMs = this._jitter.peakMs();
     }
     if (this._output) {
       const o = this._output.stats();
@@ -781,6 +812,7 @@ export class NovncAudio extends EventTarget {
     const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
     st.outputLatencyMs = out.ms;
     st.outputLatencySource = out.source;
+    st.outputLatencyKnown = out.source === 'getOutputTimestamp' || out.source === 'outputLatency';
     this._blindOutput(out.source);
     st.frameMs = this._frameMs;
     st.networkMs = this._networkMs;
@@ -819,7 +851,7 @@ export class NovncAudio extends EventTarget {
     try {
       ws.send(JSON.stringify({
         type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
-        outputMs: r(st.outputLatencyMs), jitterMs: r(st.lateP99Ms), underruns: st.underruns,
+        outputMs: r(st.outputLatencyMs), jitterMs: r(Math.max(st.lateP99Ms, st.latePeakMs)), underruns: st.underruns,
         delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
       }));
     } catch { /* closing */ }
@@ -832,21 +864,29 @@ export class NovncAudio extends EventTarget {
 }
 
 /**
- * The engine's output path (render -> device), in ms, and where the figure comes from:
- * getOutputTimestamp() (when the device plays what the context renders), else outputLatency,
- * else baseLatency alone; 'none' when the engine reports nothing usable.
+ * The engine's output path (render -> device), in ms, and where the figure comes from. Two
+ * figures can say it: getOutputTimestamp() (when the device plays what the context renders) and
+ * outputLatency + baseLatency. Each engine leaves something out of one of them (Firefox's
+ * getOutputTimestamp() gives the render time itself, ~0; Chromium's falls 5-10 ms short of its
+ * sound card, its outputLatency + baseLatency does not), so the larger one is taken. 'none' or
+ * 'baseLatency only' (WebKitGTK) means the engine tells nothing usable of its output path:
+ * stats.outputLatencyKnown is then false and latencyMs leaves that path out.
  */
 export function outputLatency(ctx) {
+  let best = { ms: 0, source: 'none' };
   if (typeof ctx.getOutputTimestamp === 'function' && ctx.state === 'running') {
     const t = ctx.getOutputTimestamp();
     if (t && t.contextTime > 0 && t.performanceTime > 0) {
       const ms = (ctx.currentTime - t.contextTime) * 1000 - (performance.now() - t.performanceTime);
-      if (ms > 0 && ms < 1000) return { ms, source: 'getOutputTimestamp' };
+      if (ms > 1 && ms < 1000) best = { ms, source: 'getOutputTimestamp' };
     }
   }
-  if (ctx.outputLatency > 0) return { ms: (ctx.outputLatency + (ctx.baseLatency || 0)) * 1000, source: 'outputLatency' };
-  if (ctx.baseLatency > 0) return { ms: ctx.baseLatency * 1000, source: 'baseLatency only' };
-  return { ms: 0, source: 'none' };
+  if (ctx.outputLatency > 0) {
+    const ms = (ctx.outputLatency + (ctx.baseLatency || 0)) * 1000;
+    if (ms > best.ms) best = { ms, source: 'outputLatency' };
+  }
+  if (best.source === 'none' && ctx.baseLatency > 0) best = { ms: ctx.baseLatency * 1000, source: 'baseLatency only' };
+  return best;
 }
 
 export default NovncAudio;

@@ -27,6 +27,7 @@
 //   data-token / token        the daemon's --token-file secret
 //   data-ui / ui              'auto' (control bar, else floating), 'floating', 'none'
 //   data-default / default    'on' (default: sound starts on the first gesture) or 'off'
+//   options (config only)     NovncAudio's options (novnc-audio.js), e.g. { latencyHint: 'balanced' }
 // The NovncAudio object is exported (default export) and set as window.novncAudio.
 import { NovncAudio, noAudioReason } from './novnc-audio.js';
 import { noMicrophoneReason } from './microphone.js';
@@ -67,6 +68,8 @@ export function readConfig() {
     token: get('token', 'token'),
     ui: get('ui', 'ui') || 'auto',
     default: get('default', 'default') || 'on',
+    // NovncAudio's constructor options (novnc-audio.js), e.g. { latencyHint: 'balanced' }.
+    options: global.options && typeof global.options === 'object' ? global.options : {},
   };
 }
 
@@ -235,7 +238,7 @@ export function attach(audio, ui, config) {
 let audio = null;
 if (typeof document !== 'undefined') {  // (imported by node for tests of the functions above)
   const config = readConfig();
-  audio = new NovncAudio({ url: audioUrlFor(config), ...(config.token ? { token: config.token } : {}) });
+  audio = new NovncAudio({ ...config.options, url: audioUrlFor(config), ...(config.token ? { token: config.token } : {}) });
   globalThis.novncAudio = audio;
   attach(audio, mountUi(audio, config), config);
 }

@@ -19,6 +19,8 @@
 //   PLAY_TIMEOUT_S=20  ARTIFACTS=<repo>/target/browser-engines  CI=true (a skip fails)
 //   MEASURE_ANYWAY=1   when only a click on noVNC's control bar starts the sound, measure anyway
 //                      (the case still fails)
+//   ROUNDS=1           run every case this many times, rounds interleaved
+//   OPTION_SETS=JSON   module options per copied-variant case (see below)
 //   RETRY_STALLED=0    do not run a case again when its WebDriver server stopped answering
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,9 +40,18 @@ const list = (v, d) => (v || d).split(',').map((s) => s.trim()).filter(Boolean);
 const ENGINE_NAMES = list(env.ENGINES, 'chromium,firefox,webkit');
 const ORIGINS = list(env.ORIGINS, 'plain,secure');
 const VARIANT_NAMES = list(env.VARIANTS, env.NOVNC_DIR_PATH ? 'copied,daemon,novncDir' : 'copied,daemon');
+// OPTION_SETS='{"interactive":{"latencyHint":"interactive"},"balanced":{"latencyHint":"balanced"}}':
+// the copied variant runs once per set, interleaved (paired comparisons in one run), each with
+// the set as the module's options (window.novncAudioConfig.options); the rows carry its label.
+const OPTION_SETS = env.OPTION_SETS
+  ? Object.entries(JSON.parse(env.OPTION_SETS)).map(([label, options]) => ({ label, options }))
+  : [null];
 const PLAIN_HOST = env.PLAIN_HOST || 'desk.test';
 const WINDOW_S = Number(env.WINDOW_S ?? 20);
 const CLICKS = Number(env.CLICKS ?? 20);
+// A case: start-up, the window, the clicks, a retry's margin (a 600 s window for the 10-minute run).
+const CASE_TIMEOUT_MS = Math.max(300000, (WINDOW_S + 2 * CLICKS + 180) * 1000);
+const ROUNDS = Number(env.ROUNDS || 1);   // each case this many times (ranges on a shared machine)
 const PLAY_TIMEOUT_S = Number(env.PLAY_TIMEOUT_S || 20);
 const TONE_HZ = 440;
 const ARTIFACTS = env.ARTIFACTS || path.join(repo, 'target/browser-engines');
@@ -166,10 +177,11 @@ async function waitFor(session, what, fn, timeoutMs) {
   return { ...last, timedOut: what };
 }
 
-async function runCase(engine, origin, variantName, t) {
+async function runCase(engine, origin, variantName, t, set = null) {
   const host = origin === 'plain' ? PLAIN_HOST : '127.0.0.1';
-  const variant = VARIANTS[variantName](pages, host);
+  const variant = VARIANTS[variantName](pages, host, set);
   const row = { engine: engine.name, origin, variant: variantName, plays: 'no' };
+  if (set) { row.optionSet = set.label; row.options = set.options; }
   results.push(row);
   if (variant.skip) {
     row.plays = `SKIPPED: ${variant.skip}`;
@@ -178,7 +190,7 @@ async function runCase(engine, origin, variantName, t) {
     t.skip(variant.skip);
     return;
   }
-  const label = `${engine.name} ${origin} ${variantName}`;
+  const label = `${engine.name} ${origin} ${variantName}${set ? `:${set.label}` : ''}`;
   log(`${label}: ${variant.url}`);
   await serve(variant.webRoot);
 
@@ -188,7 +200,8 @@ async function runCase(engine, origin, variantName, t) {
   try {
     phase('navigate');
     await session.navigate(variant.url);
-    const shot = path.join(ARTIFACTS, `${engine.name}-${origin}-${variantName}.png`);
+    const caseName = `${engine.name}-${origin}-${variantName}${set ? `-${set.label}` : ''}`;
+    const shot = path.join(ARTIFACTS, `${caseName}.png`);
 
     // The origin is what we claim it is.
     let st = await session.read(probe.PAGE_STATE);
@@ -293,6 +306,7 @@ async function runCase(engine, origin, variantName, t) {
     // A window: underruns, the module's latencyMs, main-thread cost if the module reports it.
     phase('window');
     const lat = [];
+    row.series = [];   // the module's figures every second (results.json): where underruns fall
     const first = (await session.read(probe.PAGE_STATE)).stats;
     const t0 = Date.now();
     let last = first;
@@ -300,6 +314,7 @@ async function runCase(engine, origin, variantName, t) {
       await sleep(1000);
       last = (await session.read(probe.PAGE_STATE)).stats;
       if (Number.isFinite(last.latencyMs)) lat.push(last.latencyMs);
+      row.series.push(probe.seriesPoint(last, Date.now() - t0));
     }
     const minutes = (Date.now() - t0) / 60000;
     row.windowS = Math.round((Date.now() - t0) / 1000);
@@ -310,6 +325,15 @@ async function runCase(engine, origin, variantName, t) {
     row.decoder = last.decoder ?? row.decoder;
     row.output = last.output ?? row.output;
     row.statsKeys = Object.keys(last);
+    row.outputLatencySource = last.outputLatencySource;
+    row.floorMs = last.floorMs;
+    row.targetMs = last.targetMs;
+    row.sampleRate = last.sampleRate ?? row.sampleRate;
+    // How the engine renders: the steps of currentTime seen from the page over 2 s.
+    phase('render clock');
+    row.renderClock = await session.executeAsync(probe.RENDER_CLOCK);
+    log(`${label}: target ${fmt(row.targetMs, 1)} ms (floor ${fmt(row.floorMs, 1)}), output latency ${fmt(last.outputLatencyMs, 1)} ms ` +
+      `(${row.outputLatencySource}); currentTime steps ${JSON.stringify(row.renderClock.steps)}, longest ${fmt(row.renderClock.maxStepMs, 1)} ms`);
 
     // Sink -> rendered latency: clicks instead of the tone.
     if (CLICKS > 0 && variantName === 'copied') {
@@ -321,7 +345,7 @@ async function runCase(engine, origin, variantName, t) {
         const written = await writeClicks(CLICKS);
         await sleep(1000);
         const det = await session.read(probe.CLICK_DETECTOR_STOP);
-        fs.writeFileSync(path.join(ARTIFACTS, `clicks-${engine.name}-${origin}-${variantName}.json`),
+        fs.writeFileSync(path.join(ARTIFACTS, `clicks-${caseName}.json`),
           JSON.stringify({ written, detected: det.clicks }, null, 1));
         const rendered = matchClicks(written, det.clicks, 'rendered');
         const output = matchClicks(written, det.clicks, 'output');
@@ -375,26 +399,32 @@ for (const name of ENGINE_NAMES) {
   if (!engine) throw new Error(`unknown engine ${name} (known: ${Object.keys(ENGINES).join(', ')})`);
   const missing = engine.missing();
   for (const origin of ORIGINS) {
-    for (const variant of VARIANT_NAMES) {
-      test(`${name} · ${origin === 'plain' ? `plain HTTP (${PLAIN_HOST})` : 'secure (127.0.0.1)'} · ${variant}`, { timeout: 300000 }, async (t) => {
-        if (missing) {
-          results.push({ engine: name, origin, variant, plays: `SKIPPED: ${missing}` });
-          console.log(`SKIPPED: ${name}: ${missing}`);
-          if (CI) assert.fail(`SKIPPED under CI=true: ${name}: ${missing}`);
-          t.skip(missing);
-          return;
+    for (let round = 1; round <= ROUNDS; round++) {
+      for (const variant of VARIANT_NAMES) {
+        for (const set of variant === 'copied' ? OPTION_SETS : [null]) {
+          const name2 = `${name} · ${origin === 'plain' ? `plain HTTP (${PLAIN_HOST})` : 'secure (127.0.0.1)'} · ${variant}` +
+            `${set ? `:${set.label}` : ''}${ROUNDS > 1 ? ` · round ${round}` : ''}`;
+          test(name2, { timeout: CASE_TIMEOUT_MS }, async (t) => {
+            if (missing) {
+              results.push({ engine: name, origin, variant, plays: `SKIPPED: ${missing}` });
+              console.log(`SKIPPED: ${name}: ${missing}`);
+              if (CI) assert.fail(`SKIPPED under CI=true: ${name}: ${missing}`);
+              t.skip(missing);
+              return;
+            }
+            try {
+              await runCase(engine, origin, variant, t, set);
+            } catch (e) {
+              // A driver that stopped answering (see Session.read) is the engine's test plumbing,
+              // not the page: run the case once more in a new session, and keep the first row.
+              if (e.error !== 'timeout' || env.RETRY_STALLED === '0') throw e;
+              results[results.length - 1].plays = `driver stalled, run again: ${e.message.slice(0, 60)}`;
+              log(`${name} ${origin} ${variant}: the driver stopped answering; running the case again in a new session`);
+              await runCase(engine, origin, variant, t, set);
+            }
+          });
         }
-        try {
-          await runCase(engine, origin, variant, t);
-        } catch (e) {
-          // A driver that stopped answering (see Session.read) is the engine's test plumbing,
-          // not the page: run the case once more in a new session, and keep the first row.
-          if (e.error !== 'timeout' || env.RETRY_STALLED === '0') throw e;
-          results[results.length - 1].plays = `driver stalled, run again: ${e.message.slice(0, 60)}`;
-          log(`${name} ${origin} ${variant}: the driver stopped answering; running the case again in a new session`);
-          await runCase(engine, origin, variant, t);
-        }
-      });
+      }
     }
   }
 }
@@ -406,7 +436,7 @@ after(async () => {
   fs.writeFileSync(path.join(ARTIFACTS, 'results.json'), JSON.stringify(results, null, 2));
   const head = ['engine', 'origin', 'variant', 'plays', 'codec', 'decoder', 'output', 'autoplay before click',
     'underruns/min', 'latencyMs med/max', 'sink->rendered med/p99', 'sink->output med/p99', 'sink->card med/p99', 'main ms/s'];
-  const rows = results.map((r) => [r.engine, r.origin, r.variant, String(r.plays).slice(0, 70), r.codec || '-',
+  const rows = results.map((r) => [r.engine, r.origin, r.optionSet ? `${r.variant}:${r.optionSet}` : r.variant, String(r.plays).slice(0, 70), r.codec || '-',
     r.decoder || '-', r.output || '-', r.autoplayBefore || '-', fmt(r.underrunsPerMin, 1),
     r.latencyMsMedian === undefined ? '-' : `${fmt(r.latencyMsMedian)}/${fmt(r.latencyMsMax)}`,
     r.renderedMedian === undefined ? '-' : `${fmt(r.renderedMedian)}/${fmt(r.renderedP99)} (${r.clicks})`,

@@ -88,8 +88,11 @@ export function preparePages({ novncDir, webDir, serveDir, wsPort, daemonPort, n
 
 export const VARIANTS = {
   /** vnc.html + the README snippet, the module's files copied next to it (README step 1). */
-  copied(ctx, host) {
-    const webRoot = ctx.root('copied', withSnippet(ctx.vnc, ctx.snippet), true);
+  copied(ctx, host, set = null) {
+    // An option set (OPTION_SETS) goes to the module as window.novncAudioConfig.options, set by
+    // a classic script before the snippet (novnc-ui.js reads it when it runs).
+    const config = set ? `<script>window.novncAudioConfig = ${JSON.stringify({ options: set.options })};</script>\n` : '';
+    const webRoot = ctx.root(set ? `copied-${set.label}` : 'copied', withSnippet(ctx.vnc, config + ctx.snippet), true);
     return { url: `http://${host}:${ctx.wsPort}/vnc.html?autoconnect=true`, webRoot };
   },
   /**

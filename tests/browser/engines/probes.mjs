@@ -115,3 +115,35 @@ export const CLICK_DETECTOR_STOP = `
   clearInterval(det.timer);
   try { window.novncAudio.analyser.disconnect(det.probe); } catch (e) {}
   return { clicks: det.clicks, polls: det.polls, maxGapMs: det.maxGapMs, maxAbs: det.maxAbs };`;
+
+/** The figures of one stats reading kept per second of the window (results.json `series`). */
+export function seriesPoint(st, tMs) {
+  const r = (v) => (Number.isFinite(v) ? Math.round(v * 10) / 10 : v);
+  return { t: Math.round(tMs / 100) / 10, underruns: st.underruns, targetMs: r(st.targetMs), lateP99Ms: r(st.lateP99Ms), latePeakMs: r(st.latePeakMs),
+    minBufferedMs: r(st.minBufferedMs), bufferedMs: r(st.bufferedMs), latencyMs: r(st.latencyMs),
+    outputLatencyMs: r(st.outputLatencyMs), speed: st.speed, droppedMs: r(st.droppedMs) };
+}
+
+/**
+ * How the engine advances the context clock, seen from the main thread: currentTime polled on
+ * every 1 ms timer for 2 s; each change is a step (the engine rendered that much at once). Returns
+ * the step sizes in render quanta (128 frames) with their counts, and the longest wall time
+ * between two changes.
+ */
+export const RENDER_CLOCK = `
+  const done = arguments[arguments.length - 1];
+  const ctx = window.novncAudio.audioContext;
+  const steps = {};
+  let last = ctx.currentTime, lastAt = performance.now(), maxStepMs = 0, changes = 0;
+  const end = performance.now() + 2000;
+  const tick = () => {
+    const now = performance.now(), t = ctx.currentTime;
+    if (t !== last) {
+      const q = Math.round((t - last) * ctx.sampleRate / 128);
+      steps[q] = (steps[q] || 0) + 1;
+      maxStepMs = Math.max(maxStepMs, now - lastAt);
+      last = t; lastAt = now; changes++;
+    }
+    if (now < end) setTimeout(tick, 1); else done({ steps, maxStepMs, changes });
+  };
+  tick();`;

@@ -7,6 +7,7 @@
 #   ENGINES=firefox tests/browser/engines/run.sh      # one engine only (chromium, firefox, webkit)
 #   WEB_DIR=/path/to/web (or WEB_REF=browser: web/ as committed on a branch)  ORIGINS=plain
 #   VARIANTS=copied  WINDOW_S=60  CLICKS=0  NO_BUILD=1   (all knobs: novnc.test.mjs header)
+#   DAEMON_ARGS='--frame-ms 10'  NOVNC_AUDIO_BIN=target/release/novnc-audio
 #
 # Installs what it needs idempotently (apt; geckodriver with cargo), builds the daemon, and
 # starts, each on a free port and stopped by pid at the end: the daemon's PulseAudio (the tone
@@ -160,6 +161,9 @@ PULSE_SERVER=$browser_pulse pactl set-default-sink browser_out
 ws_port=$(free_port 10)
 daemon_port=$((ws_port + 10))
 daemon_args=(-H 127.0.0.1 -p "$daemon_port" --allow-root)
+# DAEMON_ARGS: more options for the daemon (make bench passes --frame-ms 10), split on spaces.
+read -r -a extra_daemon_args <<<"${DAEMON_ARGS:-}"
+daemon_args+=("${extra_daemon_args[@]}")
 novnc_dir_path=
 if "$bin" --help 2>&1 | grep -q -- '--novnc-dir'; then
   daemon_args+=(--novnc-dir /usr/share/novnc)
