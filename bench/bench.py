@@ -39,7 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "target" / "bench"
 LOGS = OUT / "logs"
-DAEMON = ROOT / "target" / "release" / "novnc-audio"
+# NOVNC_AUDIO_BENCH_DAEMON: another build to measure (A/B runs of a change by hand).
+DAEMON = Path(os.environ.get("NOVNC_AUDIO_BENCH_DAEMON")
+              or ROOT / "target" / "release" / "novnc-audio")
 LOADGEN = ROOT / "bench" / "target" / "release" / "loadgen"
 LATENCY = ROOT / "bench" / "target" / "release" / "latency"
 FANOUT = ROOT / "bench" / "target" / "release" / "fanout"

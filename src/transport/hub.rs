@@ -1,4 +1,4 @@
-//! The hub: the listener and every connection, each watched by a glib fd source; the
+//! The hub: the listener and every connection (one epoll set behind one glib source); the
 //! fan-out of each shared frame to the clients of its codec.
 
 use std::cell::RefCell;
@@ -16,6 +16,7 @@ use tungstenite::Message;
 
 use super::client_io::{ClientIo, Flush};
 use super::conn::{Conn, ConnKind, HttpConn, WsRole};
+use super::readiness::{Readiness, Watch};
 use super::{remove_source, TransportHooks, ACCEPT_PAUSE, PING_CHECK, PING_IDLE, STALL_LIMIT};
 use crate::audio::Codec;
 use crate::config::WebSocketConfig;
@@ -33,6 +34,9 @@ pub(super) struct Hub {
     pub(super) sndbuf: usize,
     pub(super) listener: TcpListener,
     pub(super) listener_source: Option<SourceId>,
+    /// Every connection's socket, behind one glib fd source.
+    pub(super) readiness: Readiness,
+    pub(super) readiness_source: Option<SourceId>,
     pub(super) conns: HashMap<u64, Conn>,
     pub(super) next_id: u64,
     pub(super) weak: Weak<RefCell<Hub>>,
@@ -126,6 +130,37 @@ impl Hub {
         ));
     }
 
+    /// One glib source for every connection (see [`Readiness`]).
+    pub(super) fn arm_readiness(&mut self) {
+        let weak = self.weak.clone();
+        self.readiness_source = Some(glib_unix::unix_fd_add_local(
+            self.readiness.fd(),
+            IOCondition::IN,
+            move |_, _| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.borrow_mut().on_ready();
+                }
+                ControlFlow::Continue
+            },
+        ));
+    }
+
+    /// Reads the readable sockets and writes the writable ones that were waiting.
+    fn on_ready(&mut self) {
+        for ready in self.readiness.ready() {
+            if ready.readable {
+                self.on_readable(ready.id);
+            }
+            let waiting = self
+                .conns
+                .get(&ready.id)
+                .is_some_and(|c| c.out_source.is_some());
+            if ready.writable && waiting {
+                self.flush(ready.id);
+            }
+        }
+    }
+
     fn accept_all(&mut self) {
         loop {
             match self.listener.accept() {
@@ -184,18 +219,10 @@ impl Hub {
         let id = self.next_id;
         self.next_id += 1;
         self.stats.connections_total += 1;
-        let fd = sock.as_raw_fd();
-        let weak = self.weak.clone();
-        let in_source = glib_unix::unix_fd_add_local(
-            fd,
-            IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
-            move |_, _| {
-                if let Some(hub) = weak.upgrade() {
-                    hub.borrow_mut().on_readable(id);
-                }
-                ControlFlow::Continue
-            },
-        );
+        if let Err(e) = self.readiness.add(sock.as_raw_fd(), id) {
+            warn!("cannot watch the connection from {peer}: {e}");
+            return;
+        }
         let weak = self.weak.clone();
         let timeout = glib::timeout_add_local_once(self.config.handshake_timeout, move || {
             if let Some(hub) = weak.upgrade() {
@@ -213,7 +240,7 @@ impl Hub {
                     timeout: Some(timeout),
                     closing: false,
                 }),
-                in_source: Some(in_source),
+                in_source: Some(Watch),
                 out_source: None,
             },
         );
@@ -286,8 +313,11 @@ impl Hub {
         self.stats.bytes_sent += sent;
         match result {
             Ok(Flush::Done) => {
-                if let Some(s) = self.conns.get_mut(&id).and_then(|c| c.out_source.take()) {
-                    remove_source(s);
+                if let Some(c) = self.conns.get_mut(&id) {
+                    if c.out_source.take().is_some() {
+                        let fd = c.io().sock.as_raw_fd();
+                        self.readiness.set_out(fd, id, false);
+                    }
                 }
                 if closing {
                     let Some(c) = self.conns.get_mut(&id) else {
@@ -321,18 +351,8 @@ impl Hub {
             return;
         }
         let fd = conn.io().sock.as_raw_fd();
-        let weak = self.weak.clone();
-        conn.out_source = Some(glib_unix::unix_fd_add_local(
-            fd,
-            IOCondition::OUT,
-            move |_, _| {
-                if let Some(hub) = weak.upgrade() {
-                    let mut hub = hub.borrow_mut();
-                    hub.flush(id);
-                }
-                ControlFlow::Continue
-            },
-        ));
+        conn.out_source = Some(Watch);
+        self.readiness.set_out(fd, id, true);
     }
 
     /// Tells the microphone, once, that the speaker `id` is gone (closed by us or not).
@@ -358,11 +378,9 @@ impl Hub {
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
-        if let Some(s) = conn.in_source.take() {
-            remove_source(s);
-        }
-        if let Some(s) = conn.out_source.take() {
-            remove_source(s);
+        if conn.in_source.take().is_some() {
+            let fd = conn.io().sock.as_raw_fd();
+            self.readiness.remove(fd);
         }
         match &mut conn.kind {
             ConnKind::Http(h) => {
