@@ -75,15 +75,17 @@ impl FrameSink for Hub {
                 continue;
             }
             let io = w.ws.get_mut();
-            dropped += io.enqueue_audio(frame, max);
             frames_sent += 1;
             if waiting_for_out {
+                dropped += io.enqueue_audio(frame, max);
                 if io.audio_frames >= max && now - io.last_progress > STALL_LIMIT {
                     to_drop.push(id);
                 }
                 continue;
             }
-            match io.flush_queue(&mut bytes_sent) {
+            let (d, result) = io.send_audio(frame, max, now, &mut bytes_sent);
+            dropped += d;
+            match result {
                 Ok(Flush::Done) => {}
                 Ok(Flush::Blocked) => to_watch.push(id),
                 Err(_) => to_drop.push(id),
