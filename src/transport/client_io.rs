@@ -143,6 +143,20 @@ impl ClientIo {
         }
     }
 
+    /// Nothing waits to be written.
+    pub(super) fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// The socket took the first `written` bytes of `frame` (sent directly, nothing was
+    /// queued): the rest waits as a begun frame.
+    pub(super) fn queue_rest(&mut self, frame: &Rc<WireFrame>, written: usize) {
+        debug_assert!(self.queue.is_empty());
+        self.queue.push_back(Item::Audio(frame.clone()));
+        self.audio_frames += 1;
+        self.offset = written;
+    }
+
     fn flush_queue_at(&mut self, bytes_sent: &mut u64, now: Instant) -> io::Result<Flush> {
         if self.tls.is_some() {
             return self.flush_tls(bytes_sent);

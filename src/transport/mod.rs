@@ -13,6 +13,7 @@
 mod client_io;
 mod conn;
 mod hub;
+mod listeners;
 mod readiness;
 mod tls;
 
@@ -156,6 +157,7 @@ impl Transport {
                 listener,
                 listener_source: None,
                 readiness,
+                listeners: Default::default(),
                 readiness_source: None,
                 conns: HashMap::new(),
                 next_id: 1,
