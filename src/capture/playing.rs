@@ -16,7 +16,9 @@
 //! player that opens a stream on a connection it already had (a browser) only has the
 //! sink input's event, and races. The null-sink kick is not used here: a corked stream
 //! still holds the sink at our latency, and suspending the sink while the newcomer plays
-//! cut its beginning further.
+//! cut its beginning further. The rest of the loss goes with a short fragment from the
+//! newcomer's event for a second ([`START_FRAGMENT_US`]): 96 ms of 100 arrive (min and
+//! median over 20 bursts, two runs; 81-83 / 88-96 with 20 ms fragments).
 
 use std::cell::RefCell;
 use std::rc::Rc;

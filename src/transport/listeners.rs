@@ -93,10 +93,10 @@ impl Listeners {
             None => {
                 self.index.insert(id, self.list.len());
                 self.list.push(Listener {
-                id,
-                fd,
-                codec,
-                direct,
+                    id,
+                    fd,
+                    codec,
+                    direct,
                     last_progress: progress,
                 });
             }

@@ -172,7 +172,10 @@ fn a_frame_sent_directly_keeps_its_place_and_its_rest_waits_whole() {
     io.enqueue_control(b"PONG".to_vec());
     let g = frame(&mut b, 2, 10);
     let (_, r) = io.send_audio(&g, 4, now, &mut sent);
-    assert!(matches!(r, Ok(Flush::Done)), "behind the control bytes, flushed");
+    assert!(
+        matches!(r, Ok(Flush::Done)),
+        "behind the control bytes, flushed"
+    );
     let mut expected = f.bytes().to_vec();
     expected.extend_from_slice(b"PONG");
     expected.extend_from_slice(g.bytes());
