@@ -784,6 +784,12 @@ class Bench:
                 cl["fps"] = dict(cl["fps"], min=min(r["clients"]["fps"]["min"] for r in rs))
                 cl["rounds"] = [r["clients"] for r in rs]
                 out["clients"] = cl
+            stats = [r["daemon_stats"] for r in rs if "daemon_stats" in r]
+            if stats:  # a fresh daemon per round: its counters add up
+                out["daemon_stats"] = {c: sum(s.get(c) or 0 for s in stats)
+                                       for c in ("frames_skipped_silence",
+                                                 "frames_dropped_slow_client",
+                                                 "frames_encoded")}
             out["rounds"] = len(rs)
             self.results[k] = out
 
