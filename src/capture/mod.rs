@@ -96,6 +96,21 @@ fn defer(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) + 'static) {
     glib::timeout_add_local_once(Duration::ZERO, move || with_inner(&weak, f));
 }
 
+/// libpulse's glib main loop is one glib source holding every fd libpulse watches
+/// (pulse/glib-mainloop.c: `struct pa_glib_mainloop` begins with its `GSource`, made by
+/// `g_source_new`). glib blocks a source while dispatching it unless it may recurse, and
+/// blocking removes and re-adds each of its fds, each time waking the loop through its
+/// eventfd: four eventfd writes, a read and a second poll() per capture fragment. Nothing
+/// here iterates the main loop from inside a libpulse callback, so recursion cannot
+/// happen and the block buys nothing.
+fn let_pulse_source_recurse(mainloop: &Mainloop) {
+    use libpulse_binding::mainloop::api::MainloopInnerType;
+    let source = mainloop._inner.get_ptr() as *mut glib::ffi::GSource;
+    // SAFETY: a live pa_glib_mainloop, which is a GSource (see above); the main loop
+    // outlives this call.
+    unsafe { glib::ffi::g_source_set_can_recurse(source, glib::ffi::GTRUE) };
+}
+
 impl Capture {
     /// Starts connecting; audio flows to `consumer` once clients make it active.
     pub fn start(
@@ -104,6 +119,7 @@ impl Capture {
         consumer: impl FnMut(CaptureEvent<'_>) + 'static,
     ) -> Result<Capture, CaptureError> {
         let mainloop = Mainloop::new(None).ok_or(CaptureError::Mainloop)?;
+        let_pulse_source_recurse(&mainloop);
         let inner = Rc::new_cyclic(|weak| {
             RefCell::new(Inner {
                 config,

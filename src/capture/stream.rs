@@ -30,6 +30,28 @@ impl Inner {
         self.status.device = None;
     }
 
+    /// Buffer attributes for fragments of `fragment_us`; everything else is the server's
+    /// choice. With ADJUST_LATENCY the fragment is also the latency we ask of the source,
+    /// and so of the sink we record the monitor of.
+    fn buffer_attr(&self, fragment_us: u32) -> BufferAttr {
+        BufferAttr {
+            maxlength: u32::MAX,
+            tlength: u32::MAX,
+            prebuf: u32::MAX,
+            minreq: u32::MAX,
+            fragsize: self.format.bytes_for_us(fragment_us) as u32,
+        }
+    }
+
+    /// Asks for fragments of `fragment_us` from now on (see playing.rs for why).
+    pub(super) fn set_fragment(&mut self, fragment_us: u32) {
+        let attr = self.buffer_attr(fragment_us);
+        if let Some(stream) = self.stream.as_mut() {
+            debug!("record fragment {} us", fragment_us);
+            stream.set_buffer_attr(&attr, |_| {});
+        }
+    }
+
     pub(super) fn create_stream(&mut self, source: &str) {
         let config = &self.config;
         let spec = Spec {
@@ -49,14 +71,7 @@ impl Inner {
             error!("cannot create a record stream: {}", ctx.errno());
             return;
         };
-        let fragsize = self.format.bytes_for_us(config.latency_us) as u32;
-        let attr = BufferAttr {
-            maxlength: u32::MAX,
-            tlength: u32::MAX,
-            prebuf: u32::MAX,
-            minreq: u32::MAX,
-            fragsize,
-        };
+        let attr = self.buffer_attr(config.latency_us);
         // Corked until it is ready and apply_run says it should run. A corked stream still
         // holds the sink at our latency, which keeps the start of a sound whole.
         let flags = StreamFlags::ADJUST_LATENCY | StreamFlags::START_CORKED;

@@ -14,6 +14,7 @@ use tungstenite::Message;
 
 use super::client_io::{set_sndbuf, ClientIo};
 use super::hub::Hub;
+use super::readiness::Watch;
 use super::socket_options;
 use super::{remove_source, MAX_CLIENT_MESSAGE, MAX_CONTROL_BACKLOG, MAX_MESSAGES_PER_WAKEUP};
 use crate::audio::Codec;
@@ -62,8 +63,10 @@ pub(super) enum ConnKind {
 pub(super) struct Conn {
     pub(super) peer: SocketAddr,
     pub(super) kind: ConnKind,
-    pub(super) in_source: Option<SourceId>,
-    pub(super) out_source: Option<SourceId>,
+    /// In the hub's epoll set (see readiness.rs).
+    pub(super) in_source: Option<Watch>,
+    /// Also watched for writability: the socket was full.
+    pub(super) out_source: Option<Watch>,
 }
 
 impl Conn {

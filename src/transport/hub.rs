@@ -1,4 +1,4 @@
-//! The hub: the listener and every connection, each watched by a glib fd source; the
+//! The hub: the listener and every connection (one epoll set behind one glib source); the
 //! fan-out of each shared frame to the clients of its codec.
 
 use std::cell::RefCell;
@@ -16,6 +16,8 @@ use tungstenite::Message;
 
 use super::client_io::{ClientIo, Flush};
 use super::conn::{Conn, ConnKind, HttpConn, WsRole};
+use super::listeners::{send_now, Listeners, Sent};
+use super::readiness::{Readiness, Watch};
 use super::{remove_source, TransportHooks, ACCEPT_PAUSE, PING_CHECK, PING_IDLE, STALL_LIMIT};
 use crate::audio::Codec;
 use crate::config::WebSocketConfig;
@@ -33,6 +35,11 @@ pub(super) struct Hub {
     pub(super) sndbuf: usize,
     pub(super) listener: TcpListener,
     pub(super) listener_source: Option<SourceId>,
+    /// The audio listeners, densely, for the fan-out (see listeners.rs).
+    pub(super) listeners: Listeners,
+    /// Every connection's socket, behind one glib fd source.
+    pub(super) readiness: Readiness,
+    pub(super) readiness_source: Option<SourceId>,
     pub(super) conns: HashMap<u64, Conn>,
     pub(super) next_id: u64,
     pub(super) weak: Weak<RefCell<Hub>>,
@@ -56,30 +63,75 @@ impl FrameSink for Hub {
 
     fn send(&mut self, codec: Codec, frame: &Rc<WireFrame>) {
         let now = Instant::now();
+        let bytes = frame.bytes();
         let mut to_watch = Vec::new();
         let mut to_drop = Vec::new();
+        // Clients with something queued, or whose direct send was cut: (id, bytes the
+        // socket took of this frame, None if it was not tried directly).
+        let mut queued = Vec::new();
+        let mut to_review = Vec::new();
         let max = self.max_queue_frames;
         let mut bytes_sent = 0;
         let mut frames_sent = 0;
         let mut dropped = 0;
-        for (&id, conn) in self.conns.iter_mut() {
+        // The dense list first: a client that keeps up costs one send() and no lookup.
+        for l in self.listeners.list.iter_mut() {
+            if l.codec != codec {
+                continue;
+            }
+            frames_sent += 1;
+            if !l.direct {
+                queued.push((l.id, None, l.last_progress));
+                continue;
+            }
+            match send_now(l.fd, bytes) {
+                Sent::All => {
+                    bytes_sent += bytes.len() as u64;
+                    l.last_progress = now;
+                }
+                Sent::Part(n) => {
+                    bytes_sent += n as u64;
+                    if n > 0 {
+                        l.last_progress = now;
+                    }
+                    l.direct = false;
+                    queued.push((l.id, Some(n), l.last_progress));
+                }
+                Sent::Failed => to_drop.push(l.id),
+            }
+        }
+        for (id, sent, progress) in queued {
+            let Some(conn) = self.conns.get_mut(&id) else {
+                continue;
+            };
             let waiting_for_out = conn.out_source.is_some();
             let ConnKind::Ws(w) = &mut conn.kind else {
                 continue;
             };
-            if w.role != WsRole::Listener(codec) || w.closing {
+            let io = w.ws.get_mut();
+            io.last_progress = io.last_progress.max(progress);
+            if let Some(n) = sent {
+                // Cut on the direct path: the rest waits; come back when writable.
+                if n == 0 {
+                    dropped += io.enqueue_audio(frame, max);
+                } else {
+                    io.queue_rest(frame, n);
+                }
+                to_watch.push(id);
                 continue;
             }
-            let io = w.ws.get_mut();
-            dropped += io.enqueue_audio(frame, max);
-            frames_sent += 1;
             if waiting_for_out {
+                dropped += io.enqueue_audio(frame, max);
                 if io.audio_frames >= max && now - io.last_progress > STALL_LIMIT {
                     to_drop.push(id);
                 }
                 continue;
             }
-            match io.flush_queue(&mut bytes_sent) {
+            let (d, result) = io.send_audio(frame, max, now, &mut bytes_sent);
+            dropped += d;
+            match result {
+                // Its queue emptied: back to the direct path (TLS never is).
+                Ok(Flush::Done) if io.tls.is_none() => to_review.push(id),
                 Ok(Flush::Done) => {}
                 Ok(Flush::Blocked) => to_watch.push(id),
                 Err(_) => to_drop.push(id),
@@ -90,6 +142,9 @@ impl FrameSink for Hub {
         self.stats.dropped_slow_client += dropped;
         for id in to_watch {
             self.watch_out(id);
+        }
+        for id in to_review {
+            self.review_listener(id);
         }
         for id in to_drop {
             if let Some(c) = self.conns.get(&id) {
@@ -124,6 +179,37 @@ impl Hub {
                 ControlFlow::Continue
             },
         ));
+    }
+
+    /// One glib source for every connection (see [`Readiness`]).
+    pub(super) fn arm_readiness(&mut self) {
+        let weak = self.weak.clone();
+        self.readiness_source = Some(glib_unix::unix_fd_add_local(
+            self.readiness.fd(),
+            IOCondition::IN,
+            move |_, _| {
+                if let Some(hub) = weak.upgrade() {
+                    hub.borrow_mut().on_ready();
+                }
+                ControlFlow::Continue
+            },
+        ));
+    }
+
+    /// Reads the readable sockets and writes the writable ones that were waiting.
+    fn on_ready(&mut self) {
+        for ready in self.readiness.ready() {
+            if ready.readable {
+                self.on_readable(ready.id);
+            }
+            let waiting = self
+                .conns
+                .get(&ready.id)
+                .is_some_and(|c| c.out_source.is_some());
+            if ready.writable && waiting {
+                self.flush(ready.id);
+            }
+        }
     }
 
     fn accept_all(&mut self) {
@@ -184,18 +270,10 @@ impl Hub {
         let id = self.next_id;
         self.next_id += 1;
         self.stats.connections_total += 1;
-        let fd = sock.as_raw_fd();
-        let weak = self.weak.clone();
-        let in_source = glib_unix::unix_fd_add_local(
-            fd,
-            IOCondition::IN | IOCondition::HUP | IOCondition::ERR,
-            move |_, _| {
-                if let Some(hub) = weak.upgrade() {
-                    hub.borrow_mut().on_readable(id);
-                }
-                ControlFlow::Continue
-            },
-        );
+        if let Err(e) = self.readiness.add(sock.as_raw_fd(), id) {
+            warn!("cannot watch the connection from {peer}: {e}");
+            return;
+        }
         let weak = self.weak.clone();
         let timeout = glib::timeout_add_local_once(self.config.handshake_timeout, move || {
             if let Some(hub) = weak.upgrade() {
@@ -213,7 +291,7 @@ impl Hub {
                     timeout: Some(timeout),
                     closing: false,
                 }),
-                in_source: Some(in_source),
+                in_source: Some(Watch),
                 out_source: None,
             },
         );
@@ -255,8 +333,13 @@ impl Hub {
             let ConnKind::Ws(w) = &mut conn.kind else {
                 continue;
             };
+            // Audio sent on the direct path counts as progress too.
+            let io = w.ws.get_mut();
+            if let Some(p) = self.listeners.progress(id) {
+                io.last_progress = io.last_progress.max(p);
+            }
             // A client whose socket is full has bytes pending anyway.
-            if w.closing || waiting_for_out || now - w.ws.get_ref().last_progress < PING_IDLE {
+            if w.closing || waiting_for_out || now - io.last_progress < PING_IDLE {
                 continue;
             }
             // tungstenite puts the frame into the client's queue (ClientIo), in order with
@@ -274,6 +357,39 @@ impl Hub {
     /// Writes what is queued for `id`; watches for OUT when the socket is full;
     /// finishes closing connections whose last bytes are out.
     pub(super) fn flush(&mut self, id: u64) {
+        self.flush_queue_of(id);
+        self.review_listener(id);
+    }
+
+    /// Keeps `id`'s entry in the dense listener list in step with the connection: listed
+    /// while it is an audio listener that is not closing; direct while nothing waits.
+    /// Every change of those goes through [`Hub::flush`], [`Hub::watch_out`] or
+    /// [`Hub::remove`] (an upgrade, a close, a read: each ends with a flush).
+    pub(super) fn review_listener(&mut self, id: u64) {
+        let Some(conn) = self.conns.get_mut(&id) else {
+            self.listeners.remove(id);
+            return;
+        };
+        let waiting_for_out = conn.out_source.is_some();
+        let listening = match &conn.kind {
+            ConnKind::Ws(w) if !w.closing => match w.role {
+                WsRole::Listener(codec) => Some(codec),
+                WsRole::Speaker { .. } => None,
+            },
+            _ => None,
+        };
+        let Some(codec) = listening else {
+            self.listeners.remove(id);
+            return;
+        };
+        let io = conn.io();
+        let direct = !waiting_for_out && io.tls.is_none() && io.is_idle();
+        let fd = io.sock.as_raw_fd();
+        let progress = io.last_progress;
+        self.listeners.upsert(id, fd, codec, direct, progress);
+    }
+
+    fn flush_queue_of(&mut self, id: u64) {
         let mut sent = 0;
         let Some(conn) = self.conns.get_mut(&id) else {
             return;
@@ -286,8 +402,11 @@ impl Hub {
         self.stats.bytes_sent += sent;
         match result {
             Ok(Flush::Done) => {
-                if let Some(s) = self.conns.get_mut(&id).and_then(|c| c.out_source.take()) {
-                    remove_source(s);
+                if let Some(c) = self.conns.get_mut(&id) {
+                    if c.out_source.take().is_some() {
+                        let fd = c.io().sock.as_raw_fd();
+                        self.readiness.set_out(fd, id, false);
+                    }
                 }
                 if closing {
                     let Some(c) = self.conns.get_mut(&id) else {
@@ -321,18 +440,9 @@ impl Hub {
             return;
         }
         let fd = conn.io().sock.as_raw_fd();
-        let weak = self.weak.clone();
-        conn.out_source = Some(glib_unix::unix_fd_add_local(
-            fd,
-            IOCondition::OUT,
-            move |_, _| {
-                if let Some(hub) = weak.upgrade() {
-                    let mut hub = hub.borrow_mut();
-                    hub.flush(id);
-                }
-                ControlFlow::Continue
-            },
-        ));
+        conn.out_source = Some(Watch);
+        self.readiness.set_out(fd, id, true);
+        self.review_listener(id);
     }
 
     /// Tells the microphone, once, that the speaker `id` is gone (closed by us or not).
@@ -355,14 +465,13 @@ impl Hub {
 
     pub(super) fn remove(&mut self, id: u64) {
         self.speaker_left(id);
+        self.listeners.remove(id);
         let Some(mut conn) = self.conns.remove(&id) else {
             return;
         };
-        if let Some(s) = conn.in_source.take() {
-            remove_source(s);
-        }
-        if let Some(s) = conn.out_source.take() {
-            remove_source(s);
+        if conn.in_source.take().is_some() {
+            let fd = conn.io().sock.as_raw_fd();
+            self.readiness.remove(fd);
         }
         match &mut conn.kind {
             ConnKind::Http(h) => {

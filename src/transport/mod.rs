@@ -1,5 +1,5 @@
-//! Transport stage: the listening socket and every client, each watched by a glib fd
-//! source on the main loop. Knows nothing of PulseAudio.
+//! Transport stage: the listening socket and every client, watched from the glib main
+//! loop (the clients through one epoll set, [`readiness`]). Knows nothing of PulseAudio.
 //!
 //! Audio frames arrive pre-framed and shared ([`WireFrame`]); each client keeps a short
 //! queue of references to them and writes them with one `writev` ([`client_io`]). A client
@@ -13,6 +13,8 @@
 mod client_io;
 mod conn;
 mod hub;
+mod listeners;
+mod readiness;
 mod socket_options;
 mod tls;
 
@@ -38,6 +40,7 @@ use crate::stats::TransportStats;
 use crate::web::{Codecs, Router, StatsFormat};
 use conn::ConnKind;
 use hub::Hub;
+use readiness::Readiness;
 use tls::load_tls;
 
 /// Largest message a client may send (it has no reason to send any).
@@ -70,6 +73,8 @@ pub enum ListenError {
     NonBlocking(#[source] io::Error),
     #[error("cannot read the listening address: {0}")]
     LocalAddr(#[source] io::Error),
+    #[error("cannot create the epoll set for the connections: {0}")]
+    Epoll(#[source] io::Error),
 }
 
 /// Renders `/stats` or `/metrics` from the transport's counters.
@@ -144,6 +149,7 @@ impl Transport {
         // Small enough that a stalled client shows up within ~250 ms of PCM, yet holds a
         // few frames so a healthy one never waits on us.
         let sndbuf = (format.bytes_per_second() / 4).clamp(16 * 1024, 256 * 1024);
+        let readiness = Readiness::new().map_err(ListenError::Epoll)?;
         let hub = Rc::new_cyclic(|weak| {
             RefCell::new(Hub {
                 config,
@@ -154,6 +160,9 @@ impl Transport {
                 sndbuf,
                 listener,
                 listener_source: None,
+                readiness,
+                listeners: Default::default(),
+                readiness_source: None,
                 conns: HashMap::new(),
                 next_id: 1,
                 weak: weak.clone(),
@@ -165,6 +174,7 @@ impl Transport {
                 shut_down: false,
             })
         });
+        hub.borrow_mut().arm_readiness();
         hub.borrow_mut().arm_listener();
         Ok(Transport { hub })
     }
@@ -231,6 +241,9 @@ impl Transport {
                 }
             }
             hub.remove(id);
+        }
+        if let Some(s) = hub.readiness_source.take() {
+            remove_source(s);
         }
     }
 }

@@ -155,3 +155,67 @@ fn reads_pass_through_without_tls() {
     };
     assert_eq!(&buf[..n], b"GET / HTTP/1.1\r\n\r\n");
 }
+
+#[test]
+fn a_frame_sent_directly_keeps_its_place_and_its_rest_waits_whole() {
+    // Direct sends (nothing queued) and queued ones interleave in order; when the socket
+    // takes only part of a direct frame, the rest is queued as begun and sent whole.
+    let (mut io, mut peer) = pair();
+    set_sndbuf(&io.sock, 16 * 1024);
+    let mut b = FrameBuilder::default();
+    let mut sent = 0;
+    let now = Instant::now();
+    let f = frame(&mut b, 1, 10);
+    let (dropped, r) = io.send_audio(&f, 4, now, &mut sent);
+    assert!(matches!(r, Ok(Flush::Done)) && dropped == 0);
+    assert_eq!(io.audio_frames, 0, "nothing queued for a direct send");
+    io.enqueue_control(b"PONG".to_vec());
+    let g = frame(&mut b, 2, 10);
+    let (_, r) = io.send_audio(&g, 4, now, &mut sent);
+    assert!(
+        matches!(r, Ok(Flush::Done)),
+        "behind the control bytes, flushed"
+    );
+    let mut expected = f.bytes().to_vec();
+    expected.extend_from_slice(b"PONG");
+    expected.extend_from_slice(g.bytes());
+    assert_eq!(read_exactly(&mut peer, expected.len()), expected);
+    // Fill the socket with direct sends until one is refused or cut.
+    let mut ts = 10;
+    loop {
+        let f = frame(&mut b, ts, 4000);
+        ts += 1;
+        match io.send_audio(&f, 4, now, &mut sent).1.unwrap() {
+            Flush::Done => assert_eq!(io.audio_frames, 0),
+            Flush::Blocked => break,
+        }
+        assert!(ts < 5000, "the socket never filled up");
+    }
+    assert_eq!(io.audio_frames, 1, "the refused or cut frame waits");
+    let reader = std::thread::spawn(move || {
+        let mut all = Vec::new();
+        let _ = peer.read_to_end(&mut all);
+        all
+    });
+    loop {
+        match io.flush_queue(&mut sent).unwrap() {
+            Flush::Done => break,
+            Flush::Blocked => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+    drop(io);
+    let all = reader.join().unwrap();
+    assert_eq!(all.len() as u64 + expected.len() as u64, sent);
+    let mut rest = &all[..];
+    let mut want = 10;
+    while !rest.is_empty() {
+        assert_eq!(&rest[..2], &[0x82, 126]);
+        let len = u16::from_be_bytes([rest[2], rest[3]]) as usize;
+        let ts = u64::from_be_bytes(rest[4..12].try_into().unwrap());
+        assert_eq!(ts, want, "every frame, in order");
+        assert!(rest[13..4 + len].iter().all(|&x| x == ts as u8));
+        want += 1;
+        rest = &rest[4 + len..];
+    }
+    assert_eq!(want, ts, "the last frame arrived whole");
+}
