@@ -20,6 +20,7 @@ mod mic;
 mod notify;
 mod pipeline;
 pub mod playout;
+mod pulse_ready;
 mod server;
 pub mod stats;
 mod transport;

@@ -26,23 +26,8 @@ pub(super) struct Link {
     pub(super) reconnect_timer: Option<glib::SourceId>,
 }
 
-/// The context, only while it is ready for requests. A deferred task (a subscription
-/// event, a timer) can run after the server went away and before the failure is handled:
-/// libpulse then returns no operation, which libpulse-binding turns into a panic, an abort
-/// inside the main loop (pulseaudio_killed_and_restarted, cycle 4 of one loaded run:
-/// refresh_inputs after the SIGKILL).
-pub(super) fn ready(context: &Option<Context>) -> Option<&Context> {
-    context
-        .as_ref()
-        .filter(|c| c.get_state() == ContextState::Ready)
-}
-
-/// [`ready`], mutable.
-pub(super) fn ready_mut(context: &mut Option<Context>) -> Option<&mut Context> {
-    context
-        .as_mut()
-        .filter(|c| c.get_state() == ContextState::Ready)
-}
+/// Both libpulse clients ask for their context this way (src/pulse_ready.rs).
+pub(super) use crate::pulse_ready::{ready, ready_mut};
 
 impl Inner {
     pub(super) fn connect(&mut self) {
