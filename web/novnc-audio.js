@@ -182,7 +182,7 @@ export class NovncAudio extends EventTarget {
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
       bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
-      lateP99Ms: 0, latePeakMs: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
+      lateP99Ms: 0, latePeakMs: 0, lateStallMs: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
       outputLatencyKnown: false,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
       codec: null, decoder: null, output: null, mainThreadMsPerS: null, concealedFrames: 0,
@@ -793,6 +793,7 @@ export class NovncAudio extends EventTarget {
       }
       st.lateP99Ms = this._jitter.percentileMs();
       st.latePeakMs = this._jitter.peakMs();
+      st.lateStallMs = this._jitter.stallMs();
     }
     if (this._output) {
       const o = this._output.stats();
@@ -851,7 +852,7 @@ export class NovncAudio extends EventTarget {
     try {
       ws.send(JSON.stringify({
         type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
-        outputMs: r(st.outputLatencyMs), jitterMs: r(Math.max(st.lateP99Ms, st.latePeakMs)), underruns: st.underruns,
+        outputMs: r(st.outputLatencyMs), jitterMs: r(Math.max(st.lateP99Ms, st.latePeakMs, st.lateStallMs)), underruns: st.underruns,
         delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
       }));
     } catch { /* closing */ }

@@ -12,7 +12,8 @@ underrun: playout restarts with L = that frame's excess + D (the module's restar
 target's worth of silence first). Only the network is modelled (no main-thread or output
 hiccups, no engine floor, no decoder concealment): compare the rules with each other, not
 with a browser's figures.
-Prints underruns a minute and the median / p99 of L per rule.
+Prints underruns a minute (all, and after each recording's first 20 s, once a rule has seen
+the link) and the median / p99 of L per rule.
 """
 import bisect
 import json
@@ -21,6 +22,7 @@ import sys
 from collections import deque
 
 FRAME = 20.0
+LEARN_MS = 20000  # the second underrun column leaves out each recording's first 20 s
 
 
 class Window:
@@ -55,8 +57,53 @@ def rule(window_ms, p, floor=20.0, margin=2.0, scale=1.0):
     return make
 
 
+class Peaks:
+    """Per-second lateness peaks over the last 20 s, as web/output/arrival-jitter.js keeps them:
+    buckets of 1 s of arrivals holding the min and max excess."""
+
+    def __init__(self, bucket_ms=1000, window_ms=20000):
+        self.bucket_ms, self.window_ms = bucket_ms, window_ms
+        self.b = deque()  # [at, min, max]
+
+    def add(self, t, e):
+        if self.b and t - self.b[-1][0] < self.bucket_ms:
+            last = self.b[-1]
+            last[1], last[2] = min(last[1], e), max(last[2], e)
+        else:
+            self.b.append([t, e, e])
+            while self.b and t - self.b[0][0] > self.window_ms:
+                self.b.popleft()
+
+    def late(self):
+        """Each bucket's peak above the window's fastest frame."""
+        lo = min(x[1] for x in self.b)
+        return [x[2] - lo for x in self.b]
+
+
+def stall_rule(stall_ms=60.0, stalls=2, peak_margin=50.0, floor=20.0, margin=2.0):
+    """web/ with the stall rule: the 5 s p99, unless at least `stalls` seconds of the last 20 s
+    peaked above `stall_ms`; then the highest peak of the 20 s + `peak_margin`."""
+    def make():
+        w = Window(5000)
+        pk = Peaks()
+
+        def target(t, e_prev):
+            if e_prev is not None:
+                w.add(t, e_prev)
+                pk.add(t, e_prev)
+            est = w.pct(0.99)
+            if pk.b:
+                late = pk.late()
+                if sum(1 for x in late if x > stall_ms) >= stalls:
+                    est = max(est, max(late) + peak_margin)
+            return max(floor, est + margin)
+        return target
+    return make
+
+
 RULES = {
     "p99 over 5 s (web/ today)": rule(5000, 0.99),
+    "stall rule: 2 s > 60 ms in 20 s -> max + 50 ms (web/ new)": stall_rule(),
     "p99 over 30 s": rule(30000, 0.99),
     "p99.9 over 30 s": rule(30000, 0.999),
     "max over 10 s": rule(10000, 1.0),
@@ -72,7 +119,7 @@ RULES = {
 def simulate(t, excess, make):
     target = make()
     L = None
-    under = 0
+    under = []
     Ls = []
     above_since = None
     prev_t, prev_e = None, None
@@ -93,12 +140,12 @@ def simulate(t, excess, make):
             else:
                 above_since = None
         if ei > L:
-            under += 1
+            under.append(ti)
             L = ei + D
             above_since = None
         Ls.append(L)
         prev_t, prev_e = ti, ei
-    return under, Ls
+    return under, Ls  # underrun arrival times, L per frame
 
 
 def rebase(t, excess, window_ms=10_000):
@@ -118,21 +165,25 @@ def rebase(t, excess, window_ms=10_000):
 def main():
     raw = json.load(open(sys.argv[1]))
     names = [sys.argv[2]] if len(sys.argv) > 2 else [n for n in raw if "nodelay" not in n]
-    print("| rule | clients x minutes | underruns a minute | buffer delay median / p99 ms |")
-    print("|---|---|---|---|")
+    print("| rule | clients x minutes | underruns a minute | after the first 20 s "
+          "| buffer delay median / p99 ms |")
+    print("|---|---|---|---|---|")
     for rname, make in RULES.items():
-        under, Ls, minutes, n = 0, [], 0.0, 0
+        under, later, Ls, minutes, n = 0, 0, [], 0.0, 0
         for name in names:
             for rec in raw[name]:
                 if len(rec["t"]) < 2:
                     continue
                 u, l = simulate(rec["t"], rebase(rec["t"], rec["excess"]), make)
-                under += u
+                under += len(u)
+                later += sum(1 for x in u if x - rec["t"][0] >= LEARN_MS)
                 Ls += l
                 minutes += (rec["t"][-1] - rec["t"][0]) / 60000
                 n += 1
         Ls.sort()
+        later_min = minutes - n * LEARN_MS / 60000
         print(f"| {rname} | {n} x {minutes / max(n, 1):.1f} | {under / minutes:.2f} | "
+              f"{later / later_min:.2f} | "
               f"{statistics.median(Ls):.0f} / {Ls[int(0.99 * len(Ls))]:.0f} |")
 
 

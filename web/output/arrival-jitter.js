@@ -19,6 +19,23 @@ const MIN_FRAMES = 10;
 // highest peak only, and leaves the target alone (no ratchet).
 const PEAK_BUCKET_MS = 1000;
 const PEAK_WINDOW_MS = 20000;
+// Stalls (always on): on a lossy WAN link TCP recovers each lost segment by retransmitting it, and
+// every frame behind it waits: 100-250 ms of lateness every few seconds (1 % loss at 40 ± 20 ms
+// each way). The 5 s percentile forgets each stall before the next comes (Chromium: 11-19
+// underruns a minute). So when at least STALL_SECONDS of the peak window peaked above STALL_MS,
+// the estimate is the window's highest peak + STALL_MARGIN_MS, and it falls back to the p99 once
+// fewer than STALL_SECONDS are left in the window (at the latest 20 s after the last stall). A
+// single stall never switches it on (no ratchet). STALL_MS lies above what a link without loss
+// does (the emulated ±20 ms jitter gives at most 40 ms) and above the recurring main-thread
+// stalls of a LAN page (WebKitGTK: 30-60 ms, which `peaks` covers), and below the shortest
+// retransmission stall (about one round trip, 80 ms on that link). Replaying 12
+// client-minutes recorded at 1 % (tests/netlink/playout_sim.py): 19.4 underruns a minute at a
+// 137 ms median buffer with the p99 alone, 4.1 with this rule (1.75 after each recording's first
+// 20 s, the same as the maximum + 50 ms always on) at 211 ms; a margin of 30 / 70 ms gave 4.3 /
+// 3.7 at 191 / 230 ms, thresholds of 40-100 ms 3.9-4.3, and 3 seconds instead of 2 4.8.
+const STALL_MS = 60;
+const STALL_SECONDS = 2;
+const STALL_MARGIN_MS = 50;
 
 export class ArrivalJitter {
   constructor({ windowMs = WINDOW_MS, percentile = 0.99, priorMs = 10, peaks = false } = {}) {
@@ -58,6 +75,23 @@ export class ArrivalJitter {
     this._buckets = [];
   }
 
+  /**
+   * The highest per-second peak of lateness over the peak window + a margin (ms), if at least
+   * STALL_SECONDS of the window peaked above STALL_MS (the link stalls again and again); else 0.
+   */
+  stallMs() {
+    const b = this._buckets;
+    let min = Infinity;
+    for (const x of b) if (x.min < min) min = x.min;
+    let stalls = 0, highest = 0;
+    for (const x of b) {
+      const late = x.max - min;
+      if (late > STALL_MS) stalls++;
+      if (late > highest) highest = late;
+    }
+    return stalls >= STALL_SECONDS ? highest + STALL_MARGIN_MS : 0;
+  }
+
   /** The second-highest per-second peak of lateness over the peak window (ms); 0 until 3 s. */
   peakMs() {
     const b = this._buckets;
@@ -72,9 +106,10 @@ export class ArrivalJitter {
     return second;
   }
 
-  /** How late a frame may come (ms): the window's percentile, or the recurring peak if higher. */
+  /** How late a frame may come (ms): the window's percentile, or the recurring peak or stall if
+   * higher. */
   lateMs() {
-    return Math.max(this.percentileMs(), this.peakMs());
+    return Math.max(this.percentileMs(), this.peakMs(), this.stallMs());
   }
 
   /** The percentile of lateness over the window (ms). */
