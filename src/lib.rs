@@ -20,7 +20,7 @@ mod mic;
 mod notify;
 mod pipeline;
 pub mod playout;
-mod pulse_ready;
+mod pulse_client;
 mod server;
 pub mod stats;
 mod transport;

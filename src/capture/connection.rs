@@ -26,8 +26,8 @@ pub(super) struct Link {
     pub(super) reconnect_timer: Option<glib::SourceId>,
 }
 
-/// Both libpulse clients ask for their context this way (src/pulse_ready.rs).
-pub(super) use crate::pulse_ready::{ready, ready_mut};
+/// Both libpulse clients ask for their context this way (src/pulse_client.rs).
+pub(super) use crate::pulse_client::{ready, ready_mut};
 
 impl Inner {
     pub(super) fn connect(&mut self) {

@@ -22,7 +22,6 @@ mod stream;
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
-use std::time::Duration;
 
 use libpulse_binding::context::Context;
 use libpulse_binding::stream::Stream;
@@ -34,6 +33,8 @@ use crate::stats::{CaptureStatus, PulseState};
 use connection::{Link, BACKOFF_MIN};
 use devices::DeviceState;
 use playing::PlayingState;
+// Shared with the other libpulse client; the submodules reach them as `super::`.
+use crate::pulse_client::{defer, with_inner};
 
 /// What the capture hands to its consumer.
 pub enum CaptureEvent<'a> {
@@ -78,22 +79,6 @@ struct Inner {
     stream: Option<Stream>,
     context: Option<Context>,
     mainloop: Mainloop,
-}
-
-/// Runs `f` on `Inner` if it still exists and nothing borrows it (a callback must never
-/// panic: a panic across the C boundary aborts).
-fn with_inner(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner)) {
-    if let Some(inner) = weak.upgrade() {
-        if let Ok(mut inner) = inner.try_borrow_mut() {
-            f(&mut inner);
-        }
-    }
-}
-
-/// Runs `f` on the main loop soon, outside whatever libpulse call is on the stack.
-fn defer(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) + 'static) {
-    let weak = weak.clone();
-    glib::timeout_add_local_once(Duration::ZERO, move || with_inner(&weak, f));
 }
 
 /// libpulse's glib main loop is one glib source holding every fd libpulse watches

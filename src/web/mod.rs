@@ -177,13 +177,9 @@ impl Router {
         }
     }
 
-    /// Checks a request on the microphone path: the stream's rules (upgrade, Origin,
-    /// token), then one speaker at a time.
-    fn check_speaker(
-        &self,
-        req: &Request,
-        ctx: &RouteContext<'_>,
-    ) -> Result<(String, Option<String>), Reply> {
+    /// The rules every WebSocket path shares: a valid upgrade, an allowed Origin, the token.
+    /// Returns the upgrade's key and protocol.
+    fn check_websocket(&self, req: &Request) -> Result<(String, Option<String>), Reply> {
         let (key, protocol) = http::check_upgrade(req)?;
         if !self.access.origin_allowed(req) {
             return Err(Reply::text(
@@ -195,6 +191,17 @@ impl Router {
         if !self.access.authorized(req) {
             return Err(Reply::unauthorized());
         }
+        Ok((key, protocol))
+    }
+
+    /// Checks a request on the microphone path: the stream's rules (upgrade, Origin,
+    /// token), then one speaker at a time.
+    fn check_speaker(
+        &self,
+        req: &Request,
+        ctx: &RouteContext<'_>,
+    ) -> Result<(String, Option<String>), Reply> {
+        let (key, protocol) = self.check_websocket(req)?;
         if ctx.speaker_connected {
             return Err(Reply::text(
                 409,
@@ -218,17 +225,7 @@ impl Router {
 
     /// Checks a request on the stream path.
     fn check_upgrade(&self, req: &Request, ctx: &RouteContext<'_>) -> Result<Upgrade, Reply> {
-        let (key, protocol) = http::check_upgrade(req)?;
-        if !self.access.origin_allowed(req) {
-            return Err(Reply::text(
-                403,
-                "Forbidden",
-                "This Origin may not connect.",
-            ));
-        }
-        if !self.access.authorized(req) {
-            return Err(Reply::unauthorized());
-        }
+        let (key, protocol) = self.check_websocket(req)?;
         let codec = self.access.codec(req)?;
         if ctx.clients >= self.max_clients {
             return Err(Reply::text(

@@ -16,8 +16,8 @@ const BACKOFF_MAX: Duration = Duration::from_millis(500);
 /// The first delay before reconnecting.
 pub(super) const FIRST_BACKOFF: Duration = BACKOFF_MIN;
 
-/// Both libpulse clients ask for their context this way (src/pulse_ready.rs).
-pub(super) use crate::pulse_ready::{ready, ready_mut};
+/// Both libpulse clients ask for their context this way (src/pulse_client.rs).
+pub(super) use crate::pulse_client::{ready, ready_mut};
 
 impl Inner {
     pub(super) fn connect(&mut self) {

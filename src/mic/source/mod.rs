@@ -51,6 +51,8 @@ use super::decode::RATE;
 use super::message::Rejection;
 use super::speaker::{Speaker, SpeakerStats};
 use super::MicError;
+// Shared with the other libpulse client; the submodules reach them as `super::`.
+use crate::pulse_client::{defer, with_inner};
 
 /// The names the microphone lives under.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -118,19 +120,6 @@ struct Inner {
     stream: Option<Stream>,
     context: Option<Context>,
     mainloop: Mainloop,
-}
-
-fn with_inner(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner)) {
-    if let Some(inner) = weak.upgrade() {
-        if let Ok(mut inner) = inner.try_borrow_mut() {
-            f(&mut inner);
-        }
-    }
-}
-
-fn defer(weak: &Weak<RefCell<Inner>>, f: impl FnOnce(&mut Inner) + 'static) {
-    let weak = weak.clone();
-    glib::timeout_add_local_once(Duration::ZERO, move || with_inner(&weak, f));
 }
 
 impl Microphone {
