@@ -491,12 +491,14 @@ class Bench:
 
     def m_pair(self, rounds, W):
         """Goal 4 (issue 11) on a loaded, shared machine: two floor.c processes (A and B),
-        novnc-audio with one loadgen client and fanout.rs with one loadgen client run *at
-        the same time*, the three recorders on the same monitor, and are measured over the
-        same window; the start order rotates from round to round. A load change then hits
-        all of them alike, and B / A (two identical floors) shows the noise of the method
-        in the same table. Per round: the daemon's ratio to the mean of the two floors and
-        to (that + fanout's transport floor for one client)."""
+        floor.c -p (sends every packet to one loadgen client), floor.c -p -g (the same on a
+        GLib main loop, as the daemon), novnc-audio with one loadgen client and fanout.rs
+        with one loadgen client run *at the same time*, the recorders on the same monitor,
+        measured over the same window; the start order rotates from round to round. A load
+        change then hits all of them alike, and B / A (two identical floors) shows the
+        noise of the method in the same table. Per round: the daemon's ratio to the mean of
+        the two floors, to the floors that send, and to (floor + fanout's transport floor
+        for one client)."""
         warm = max(self.warm, 1.5)  # past the daemon's 1 s short fragment after a newcomer
         rows = []
         for i in range(rounds):
@@ -508,17 +510,17 @@ class Bench:
                                      stdout=subprocess.PIPE)
                 live[f"floor_{tag}"] = p
 
-            def floor_net():
+            def floor_net(tag, *extra):
                 port = free_port()
-                p = self.procs.start("pair-floor-net", [FLOOR, "-d", MONITOR, "-a", "lowdelay",
-                                                        "-p", port], self.env,
-                                     stdout=subprocess.PIPE)
-                live["floor_net"] = p
+                p = self.procs.start(f"pair-floor-{tag}", [FLOOR, "-d", MONITOR, "-a",
+                                                           "lowdelay", "-p", port, *extra],
+                                     self.env, stdout=subprocess.PIPE)
+                live[f"floor_{tag}"] = p
                 lr = LineReader(p)
                 lr.wait_for("LISTENING", 10)
-                live["loadgen_floor_net"], lines["floor_net"] = self.loadgen(
-                    "pair-loadgen-floor-net", port, 1, W, warm)
-                floor_out["net"] = lr
+                live[f"loadgen_floor_{tag}"], lines[f"floor_{tag}"] = self.loadgen(
+                    f"pair-loadgen-floor-{tag}", port, 1, W, warm)
+                floor_out[tag] = lr
 
             def daemon():
                 port = free_port()
@@ -535,9 +537,11 @@ class Bench:
                 live["loadgen_fanout"], lines["fanout"] = self.loadgen(
                     "pair-loadgen-fanout", port, 1, W, warm)
 
-            names = ["floor_a", "floor_b", "floor_net", "novnc-audio", "fanout"]
-            order = [lambda: floor("a"), lambda: floor("b"), floor_net, daemon, fanout]
-            order = order[i % 5:] + order[:i % 5]
+            names = ["floor_a", "floor_b", "floor_net", "floor_glib", "novnc-audio", "fanout"]
+            order = [lambda: floor("a"), lambda: floor("b"), lambda: floor_net("net"),
+                     lambda: floor_net("glib", "-g"), daemon, fanout]
+            k = i % len(order)
+            order, names = order[k:] + order[:k], names[k:] + names[:k]
             try:
                 for start in order:
                     start()
@@ -554,7 +558,7 @@ class Bench:
             finally:
                 for p in reversed(list(live.values())):
                     self.procs.stop(p)
-            for tag in ("a", "b", "net"):
+            for tag in ("a", "b", "net", "glib"):
                 line = (floor_out[tag].wait_for("frames=", 10) if tag in floor_out
                         else live[f"floor_{tag}"].stdout.read().decode().strip()[len("frames="):])
                 kv = dict(x.split("=") for x in ("frames=" + line).split())
@@ -562,7 +566,7 @@ class Bench:
             cpu = {k: v["cpu_pct_sched"] for k, v in w.items()}
             fl = (cpu["floor_a"] + cpu["floor_b"]) / 2
             rows.append({
-                "start_order": names[i % 5:] + names[:i % 5],
+                "start_order": names,
                 "cpu_pct_sched": cpu,
                 "cpu_pct": {k: v["cpu_pct"] for k, v in w.items()},
                 "wakeups_per_s": {k: v["wakeups_per_s"] for k, v in w.items()},
@@ -572,14 +576,17 @@ class Bench:
                 "daemon_vs_floor_transport": cpu["novnc-audio"] / (fl + cpu["fanout"]),
                 "daemon_vs_floor_net": cpu["novnc-audio"] / cpu["floor_net"],
                 "floor_net_vs_floor": cpu["floor_net"] / fl,
+                "daemon_vs_floor_glib": cpu["novnc-audio"] / cpu["floor_glib"],
+                "floor_glib_vs_net": cpu["floor_glib"] / cpu["floor_net"],
                 "client": {k: {kk: res[k].get(kk) for kk in ("fps", "missing_frames", "gaps")}
                            for k in res},
                 "ready": ready,
-                "floor_frames": {t: w[f"floor_{t}"]["frames"] for t in ("a", "b", "net")},
+                "floor_frames": {t: w[f"floor_{t}"]["frames"] for t in ("a", "b", "net", "glib")},
             })
         out = {"rounds": rows, "window_s": W}
         for k in ("aa", "daemon_vs_a", "daemon_vs_floor", "daemon_vs_floor_transport",
-                  "daemon_vs_floor_net", "floor_net_vs_floor"):
+                  "daemon_vs_floor_net", "floor_net_vs_floor", "daemon_vs_floor_glib",
+                  "floor_glib_vs_net"):
             v = [r[k] for r in rows]
             out[k] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
         for k in rows[0]["cpu_pct_sched"]:
@@ -1108,7 +1115,8 @@ def analyse(r, smoke):
           "at the same time, median of per-round ratios)",
           f"{spread('daemon_vs_floor')} over {len(get(pair, 'rounds') or [])} rounds; A/A "
           f"(floor B / floor A, same rounds) {spread('aa')}; vs floor + the same TCP send "
-          f"(floor.c -p) {spread('daemon_vs_floor_net')}; vs floor + transport floor "
+          f"(floor.c -p) {spread('daemon_vs_floor_net')}; vs the same on glib "
+          f"(floor.c -p -g) {spread('daemon_vs_floor_glib')}; vs floor + transport floor "
           f"(fanout, 1 client) {spread('daemon_vs_floor_transport')}; interleaved rounds "
           f"(old method): {f(ratio(one_s, floor_s), 3)} x",
           both(d_floor) and d_floor <= 1.10),
@@ -1425,9 +1433,11 @@ def markdown(report):
 def pair_section(r, errors):
     """Goal 4's table: every round's figures, the floors and the daemon measured at once."""
     L = ["## One client vs. the floor, measured at the same time\n",
-         "Per round, five processes run at once for one window: two identical floors "
+         "Per round, six processes run at once for one window: two identical floors "
          "(floor.c, A and B), the floor with one client it sends every packet to in the "
-         "daemon's wire format (floor.c -p, one send() per frame, a loadgen client), "
+         "daemon's wire format (floor.c -p, one send() per frame, a loadgen client), the "
+         "same on a GLib main loop through libpulse-mainloop-glib as the daemon runs "
+         "(floor.c -p -g), "
          "novnc-audio with one loadgen client, and fanout.rs sending 169-byte frames to one "
          "loadgen client (the transport floor). The three recorders read the same monitor; "
          "the start order rotates. CPU from /proc/PID/task/*/schedstat (ns) over the same "
@@ -1439,28 +1449,30 @@ def pair_section(r, errors):
         L.append(f"n/a ({errors.get('pair_1', 'not measured')[:200]})\n")
         return L
     L.append("| round | start order | floor A % | floor B % | B / A | floor + send % | "
-             "novnc-audio % | fanout 1 % | daemon / floor | daemon / (floor + send) | "
-             "daemon / (floor + fanout) | (floor + send) / floor |")
-    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
-    short = {"floor_a": "A", "floor_b": "B", "floor_net": "send", "novnc-audio": "daemon",
-             "fanout": "fanout"}
+             "glib floor + send % | novnc-audio % | fanout 1 % | daemon / floor | "
+             "daemon / (floor + send) | daemon / (glib floor + send) | "
+             "daemon / (floor + fanout) | (floor + send) / floor | glib / pa_mainloop |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    short = {"floor_a": "A", "floor_b": "B", "floor_net": "send", "floor_glib": "glib",
+             "novnc-audio": "daemon", "fanout": "fanout"}
+    cols = ("aa", "daemon_vs_floor", "daemon_vs_floor_net", "daemon_vs_floor_glib",
+            "daemon_vs_floor_transport", "floor_net_vs_floor", "floor_glib_vs_net")
     for i, row in enumerate(pair["rounds"], 1):
         c = row["cpu_pct_sched"]
         L.append(f"| {i} | {' '.join(short.get(k, k) for k in row['start_order'])} | "
                  f"{f(c['floor_a'], 3)} | {f(c['floor_b'], 3)} | {f(row['aa'], 3)} | "
-                 f"{f(c['floor_net'], 3)} | {f(c['novnc-audio'], 3)} | {f(c['fanout'], 3)} | "
-                 f"{f(row['daemon_vs_floor'], 3)} | {f(row['daemon_vs_floor_net'], 3)} | "
-                 f"{f(row['daemon_vs_floor_transport'], 3)} | "
-                 f"{f(row['floor_net_vs_floor'], 3)} |")
+                 f"{f(c['floor_net'], 3)} | {f(c['floor_glib'], 3)} | "
+                 f"{f(c['novnc-audio'], 3)} | {f(c['fanout'], 3)} | "
+                 + " | ".join(f(row[k], 3) for k in cols[1:]) + " |")
 
     def sp(k):
         v = pair[k]
         return f"**{f(v['median'], 3)}** ({f(v['min'], 3)}-{f(v['max'], 3)})"
     c, wk = pair["cpu_pct_sched"], pair["wakeups_per_s"]
     L.append(f"| median | - | {f(c['floor_a'], 3)} | {f(c['floor_b'], 3)} | {sp('aa')} | "
-             f"{f(c['floor_net'], 3)} | {f(c['novnc-audio'], 3)} | {f(c['fanout'], 3)} | "
-             f"{sp('daemon_vs_floor')} | {sp('daemon_vs_floor_net')} | "
-             f"{sp('daemon_vs_floor_transport')} | {sp('floor_net_vs_floor')} |")
+             f"{f(c['floor_net'], 3)} | {f(c['floor_glib'], 3)} | "
+             f"{f(c['novnc-audio'], 3)} | {f(c['fanout'], 3)} | "
+             + " | ".join(sp(k) for k in cols[1:]) + " |")
     L.append("")
     L.append("Context switches per second (median of rounds; voluntary + involuntary, all "
              "threads): " + ", ".join(f"{short.get(k, k)} {f(v, 0)}" for k, v in wk.items()

@@ -9,16 +9,22 @@
  * daemon's wire format (u64 BE timestamp ms + codec byte 0x01 + Opus) with one send() from
  * the read callback: the floor of a daemon that streams to one client, kernel TCP included.
  *
+ * With -g it runs on a GLib main loop through libpulse-mainloop-glib, as novnc-audio does
+ * (its source may recurse, as the daemon lets it): what the daemon's main loop costs.
+ *
  * usage: floor [-d SOURCE] [-a lowdelay|audio] [-f FRAME_MS] [-b BPS] [-l FRAG_USEC]
- *              [-t SECONDS] [-p PORT]
+ *              [-t SECONDS] [-p PORT] [-g]
  * SIGTERM/SIGINT or -t end it; it prints one line on stdout: frames, bytes, holes, and the
  * time from start to the first data and the first encoded frame (ms).
- * Built by bench/run.sh: cc -O2 floor.c $(pkg-config --cflags --libs libpulse opus)
+ * Built by bench/run.sh: cc -O2 floor.c $(pkg-config --cflags --libs libpulse
+ * libpulse-mainloop-glib opus)
  */
 #include <arpa/inet.h>
+#include <glib-unix.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <opus/opus.h>
+#include <pulse/glib-mainloop.h>
 #include <pulse/pulseaudio.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,6 +43,7 @@ static int bitrate = 64000;
 static int frag_usec = 20000;
 
 static pa_mainloop *ml;
+static GMainLoop *gloop; /* -g */
 static OpusEncoder *enc;
 static int16_t *frame;
 static size_t frame_samples; /* per channel */
@@ -206,10 +213,16 @@ static void timer_cb(pa_mainloop_api *api, pa_time_event *e, const struct timeva
     quit_cb(api, u);
 }
 
+static gboolean glib_quit(gpointer u) {
+    (void)u;
+    g_main_loop_quit(gloop);
+    return G_SOURCE_REMOVE;
+}
+
 int main(int argc, char **argv) {
     double seconds = 0;
-    int opt, port = 0;
-    while ((opt = getopt(argc, argv, "d:a:f:b:l:t:p:")) != -1) {
+    int opt, port = 0, use_glib = 0;
+    while ((opt = getopt(argc, argv, "d:a:f:b:l:t:p:g")) != -1) {
         switch (opt) {
         case 'd': source = optarg; break;
         case 'a':
@@ -225,9 +238,10 @@ int main(int argc, char **argv) {
         case 'l': frag_usec = atoi(optarg); break;
         case 't': seconds = atof(optarg); break;
         case 'p': port = atoi(optarg); break;
+        case 'g': use_glib = 1; break;
         default:
             fprintf(stderr, "usage: floor [-d SOURCE] [-a lowdelay|audio] [-f MS] [-b BPS] "
-                            "[-l FRAG_USEC] [-t SECONDS] [-p PORT]\n");
+                            "[-l FRAG_USEC] [-t SECONDS] [-p PORT] [-g]\n");
             return 2;
         }
     }
@@ -241,16 +255,30 @@ int main(int argc, char **argv) {
         die(opus_strerror(err));
     opus_encoder_ctl(enc, OPUS_SET_BITRATE(bitrate));
 
-    ml = pa_mainloop_new();
-    pa_mainloop_api *api = pa_mainloop_get_api(ml);
-    pa_signal_init(api);
-    pa_signal_new(SIGTERM, signal_cb, NULL);
-    pa_signal_new(SIGINT, signal_cb, NULL);
-    if (seconds > 0) {
-        struct timeval tv;
-        pa_gettimeofday(&tv);
-        pa_timeval_add(&tv, (pa_usec_t)(seconds * 1e6));
-        api->time_new(api, &tv, timer_cb, NULL);
+    pa_mainloop_api *api;
+    pa_glib_mainloop *gml = NULL;
+    if (use_glib) {
+        gml = pa_glib_mainloop_new(NULL);
+        /* pa_glib_mainloop begins with its GSource (pulse/glib-mainloop.c). */
+        g_source_set_can_recurse((GSource *)gml, TRUE);
+        api = pa_glib_mainloop_get_api(gml);
+        gloop = g_main_loop_new(NULL, FALSE);
+        g_unix_signal_add(SIGTERM, glib_quit, NULL);
+        g_unix_signal_add(SIGINT, glib_quit, NULL);
+        if (seconds > 0)
+            g_timeout_add((guint)(seconds * 1000), glib_quit, NULL);
+    } else {
+        ml = pa_mainloop_new();
+        api = pa_mainloop_get_api(ml);
+        pa_signal_init(api);
+        pa_signal_new(SIGTERM, signal_cb, NULL);
+        pa_signal_new(SIGINT, signal_cb, NULL);
+        if (seconds > 0) {
+            struct timeval tv;
+            pa_gettimeofday(&tv);
+            pa_timeval_add(&tv, (pa_usec_t)(seconds * 1e6));
+            api->time_new(api, &tv, timer_cb, NULL);
+        }
     }
     t_start = pa_rtclock_now();
     pa_context *c = pa_context_new(api, "bench-floor");
@@ -258,7 +286,10 @@ int main(int argc, char **argv) {
     if (pa_context_connect(c, NULL, PA_CONTEXT_NOAUTOSPAWN, NULL) < 0)
         die("pa_context_connect failed");
     int ret = 0;
-    pa_mainloop_run(ml, &ret);
+    if (use_glib)
+        g_main_loop_run(gloop);
+    else
+        pa_mainloop_run(ml, &ret);
     printf("frames=%lu bytes=%lu holes=%lu first_data_ms=%.2f first_frame_ms=%.2f "
            "send_drops=%lu\n",
            frames, bytes, holes, t_first_data ? (t_first_data - t_start) / 1000.0 : -1.0,
@@ -267,8 +298,13 @@ int main(int argc, char **argv) {
     pa_context_set_state_callback(c, NULL, NULL);
     pa_context_disconnect(c);
     pa_context_unref(c);
-    pa_signal_done();
-    pa_mainloop_free(ml);
+    if (use_glib) {
+        pa_glib_mainloop_free(gml);
+        g_main_loop_unref(gloop);
+    } else {
+        pa_signal_done();
+        pa_mainloop_free(ml);
+    }
     opus_encoder_destroy(enc);
     return 0;
 }
