@@ -49,6 +49,9 @@ LOGS = OUT / "logs"
 # NOVNC_AUDIO_BENCH_DAEMON: another build to measure (A/B runs of a change by hand).
 DAEMON = Path(os.environ.get("NOVNC_AUDIO_BENCH_DAEMON")
               or ROOT / "target" / "release" / "novnc-audio")
+# NOVNC_AUDIO_BENCH_DAEMON_B: a second build, run next to DAEMON in every pair round (A/B of a
+# change in the same windows; its ratio to DAEMON is in report.json).
+DAEMON_B = os.environ.get("NOVNC_AUDIO_BENCH_DAEMON_B")
 LOADGEN = ROOT / "bench" / "target" / "release" / "loadgen"
 LATENCY = ROOT / "bench" / "target" / "release" / "latency"
 FANOUT = ROOT / "bench" / "target" / "release" / "fanout"
@@ -350,10 +353,11 @@ class Bench:
             self.tone = None
 
     # -- helpers
-    def daemon(self, name, port, extra=()):
-        if not DAEMON.exists():
-            raise RuntimeError(f"{DAEMON} is not built")
-        p = self.procs.start(name, [DAEMON, "-H", "127.0.0.1", "-p", port, "--allow-root",
+    def daemon(self, name, port, extra=(), binary=None):
+        binary = Path(binary or DAEMON)
+        if not binary.exists():
+            raise RuntimeError(f"{binary} is not built")
+        p = self.procs.start(name, [binary, "-H", "127.0.0.1", "-p", port, "--allow-root",
                                     "--max-clients", "1100", *extra], self.env,
                              preexec_fn=raise_nofile)
         wait_listen(port, p, name)
@@ -522,11 +526,11 @@ class Bench:
                     f"pair-loadgen-floor-{tag}", port, 1, W, warm)
                 floor_out[tag] = lr
 
-            def daemon():
+            def daemon(key="novnc-audio", binary=None):
                 port = free_port()
-                live["novnc-audio"] = self.daemon("pair-novnc-audio", port)
-                live["loadgen"], lines["novnc-audio"] = self.loadgen(
-                    "pair-loadgen", port, 1, W, warm)
+                live[key] = self.daemon(f"pair-{key}", port, binary=binary)
+                live[f"loadgen_{key}"], lines[key] = self.loadgen(
+                    f"pair-loadgen-{key}", port, 1, W, warm)
 
             def fanout():
                 port = free_port()
@@ -540,6 +544,9 @@ class Bench:
             names = ["floor_a", "floor_b", "floor_net", "floor_glib", "novnc-audio", "fanout"]
             order = [lambda: floor("a"), lambda: floor("b"), lambda: floor_net("net"),
                      lambda: floor_net("glib", "-g"), daemon, fanout]
+            if DAEMON_B:
+                names.append("novnc-audio-b")
+                order.append(lambda: daemon("novnc-audio-b", DAEMON_B))
             k = i % len(order)
             order, names = order[k:] + order[:k], names[k:] + names[:k]
             try:
@@ -578,6 +585,10 @@ class Bench:
                 "floor_net_vs_floor": cpu["floor_net"] / fl,
                 "daemon_vs_floor_glib": cpu["novnc-audio"] / cpu["floor_glib"],
                 "floor_glib_vs_net": cpu["floor_glib"] / cpu["floor_net"],
+                **({"daemon_b_vs_a": cpu["novnc-audio-b"] / cpu["novnc-audio"],
+                    "daemon_b_vs_floor": cpu["novnc-audio-b"] / fl,
+                    "daemon_b_vs_floor_net": cpu["novnc-audio-b"] / cpu["floor_net"]}
+                   if DAEMON_B else {}),
                 "client": {k: {kk: res[k].get(kk) for kk in ("fps", "missing_frames", "gaps")}
                            for k in res},
                 "ready": ready,
@@ -586,7 +597,10 @@ class Bench:
         out = {"rounds": rows, "window_s": W}
         for k in ("aa", "daemon_vs_a", "daemon_vs_floor", "daemon_vs_floor_transport",
                   "daemon_vs_floor_net", "floor_net_vs_floor", "daemon_vs_floor_glib",
-                  "floor_glib_vs_net"):
+                  "floor_glib_vs_net", "daemon_b_vs_a", "daemon_b_vs_floor",
+                  "daemon_b_vs_floor_net"):
+            if k not in rows[0]:
+                continue
             v = [r[k] for r in rows]
             out[k] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
         for k in rows[0]["cpu_pct_sched"]:
@@ -1477,6 +1491,11 @@ def pair_section(r, errors):
     L.append("Context switches per second (median of rounds; voluntary + involuntary, all "
              "threads): " + ", ".join(f"{short.get(k, k)} {f(v, 0)}" for k, v in wk.items()
                                       if k in short) + ".\n")
+    if "daemon_b_vs_a" in pair:
+        L.append("A/B run: a second build (NOVNC_AUDIO_BENCH_DAEMON_B) with its own client in "
+                 f"the same windows: second / first {sp('daemon_b_vs_a')}, second / floor "
+                 f"{sp('daemon_b_vs_floor')}, second / (floor + send) "
+                 f"{sp('daemon_b_vs_floor_net')}.\n")
     return L
 
 
