@@ -3,7 +3,10 @@
 
 Starts a private PulseAudio with a null sink `bench` (48 kHz) playing a continuous tone,
 then measures, each over one window of --seconds (30; --smoke: 3):
-  PulseAudio alone; the floor program (bench/floor.c, lowdelay and audio); pcmflux 2.2.0;
+  PulseAudio alone; one client vs. the floor with everything running at the same time
+  (two floors as an A/A control, the floor sending to one client, the same on a GLib main
+  loop, the daemon with one client, the transport floor for one client; 8 rounds, --smoke:
+  2); the floor program (bench/floor.c, lowdelay and audio); pcmflux 2.2.0;
   ffmpeg; novnc-audio with 0, 1, 100 and 1000 clients (bench/target/release/loadgen);
   click latency through novnc-audio at several frame sizes / Opus applications next to a
   bare libpulse recorder (bench/target/release/latency); time to first frame while sound
@@ -1432,7 +1435,10 @@ def markdown(report):
   daemon sending one TCP write per client per frame pays. On loopback the sender is also
   charged the receiving side's TCP processing (softirq in its own context).
 - floor: bench/floor.c, libpulse async API on one thread, `pa_stream_peek/drop`,
-  ADJUST_LATENCY, fragsize 20 ms, libopus 64 kbit/s, no network.
+  ADJUST_LATENCY, fragsize 20 ms, libopus 64 kbit/s, no network. `floor.c -p PORT` also
+  sends each packet to one WebSocket client in the daemon's wire format (one `send()` per
+  frame from the read callback); `-g` runs it on a GLib main loop through
+  libpulse-mainloop-glib, as the daemon does.
 - pcmflux: bench/pcmflux_run.py, a Python process running `pcmflux.AudioCapture` with a
   callback that only counts frames; settings {json.dumps(pset) if pset else 'n/a'}. Its RSS
   includes the Python interpreter; its Opus application is not settable through its API.

@@ -4,10 +4,10 @@
 //! A glib timeout source makes every loop iteration read the clock (prepare and check)
 //! and gives poll() a finite timeout, for which the kernel arms and cancels an hrtimer on
 //! every call. The capture wakes the loop 80 times a second, so the ping check that runs
-//! every 5 s while clients are connected cost that on each of those wakeups (measured with
-//! one client: the clock reads and the hrtimer were ~2 % of the daemon's CPU, see
-//! docs/PERFORMANCE.md). A timerfd is one more fd in the poll set, and the kernel arms
-//! its timer once per period.
+//! every 5 s while clients are connected cost that on each of those wakeups (perf, one
+//! client: the hrtimer under poll and the clock reads were about 1 % of the daemon's
+//! samples, see docs/PERFORMANCE.md). A timerfd is one more fd in the poll set, and the
+//! kernel arms its timer once per period.
 
 use std::io;
 use std::os::fd::{FromRawFd, OwnedFd};
