@@ -3,7 +3,10 @@
 
 Starts a private PulseAudio with a null sink `bench` (48 kHz) playing a continuous tone,
 then measures, each over one window of --seconds (30; --smoke: 3):
-  PulseAudio alone; the floor program (bench/floor.c, lowdelay and audio); pcmflux 2.2.0;
+  PulseAudio alone; one client vs. the floor with everything running at the same time
+  (two floors as an A/A control, the floor sending to one client, the same on a GLib main
+  loop, the daemon with one client, the transport floor for one client; 8 rounds, --smoke:
+  2); the floor program (bench/floor.c, lowdelay and audio); pcmflux 2.2.0;
   ffmpeg; novnc-audio with 0, 1, 100 and 1000 clients (bench/target/release/loadgen);
   click latency through novnc-audio at several frame sizes / Opus applications next to a
   bare libpulse recorder (bench/target/release/latency); time to first frame while sound
@@ -49,6 +52,9 @@ LOGS = OUT / "logs"
 # NOVNC_AUDIO_BENCH_DAEMON: another build to measure (A/B runs of a change by hand).
 DAEMON = Path(os.environ.get("NOVNC_AUDIO_BENCH_DAEMON")
               or ROOT / "target" / "release" / "novnc-audio")
+# NOVNC_AUDIO_BENCH_DAEMON_B: a second build, run next to DAEMON in every pair round (A/B of a
+# change in the same windows; its ratio to DAEMON is in report.json).
+DAEMON_B = os.environ.get("NOVNC_AUDIO_BENCH_DAEMON_B")
 LOADGEN = ROOT / "bench" / "target" / "release" / "loadgen"
 LATENCY = ROOT / "bench" / "target" / "release" / "latency"
 FANOUT = ROOT / "bench" / "target" / "release" / "fanout"
@@ -350,10 +356,11 @@ class Bench:
             self.tone = None
 
     # -- helpers
-    def daemon(self, name, port, extra=()):
-        if not DAEMON.exists():
-            raise RuntimeError(f"{DAEMON} is not built")
-        p = self.procs.start(name, [DAEMON, "-H", "127.0.0.1", "-p", port, "--allow-root",
+    def daemon(self, name, port, extra=(), binary=None):
+        binary = Path(binary or DAEMON)
+        if not binary.exists():
+            raise RuntimeError(f"{binary} is not built")
+        p = self.procs.start(name, [binary, "-H", "127.0.0.1", "-p", port, "--allow-root",
                                     "--max-clients", "1100", *extra], self.env,
                              preexec_fn=raise_nofile)
         wait_listen(port, p, name)
@@ -488,6 +495,123 @@ class Bench:
         w["clients"] = res
         w["ready"] = ready
         return w
+
+    def m_pair(self, rounds, W):
+        """Goal 4 (issue 11) on a loaded, shared machine: two floor.c processes (A and B),
+        floor.c -p (sends every packet to one loadgen client), floor.c -p -g (the same on a
+        GLib main loop, as the daemon), novnc-audio with one loadgen client and fanout.rs
+        with one loadgen client run *at the same time*, the recorders on the same monitor,
+        measured over the same window; the start order rotates from round to round. A load
+        change then hits all of them alike, and B / A (two identical floors) shows the
+        noise of the method in the same table. Per round: the daemon's ratio to the mean of
+        the two floors, to the floors that send, and to (floor + fanout's transport floor
+        for one client)."""
+        warm = max(self.warm, 1.5)  # past the daemon's 1 s short fragment after a newcomer
+        rows = []
+        for i in range(rounds):
+            live, lines, started, floor_out = {}, {}, [], {}
+
+            def floor(tag):
+                p = self.procs.start(f"pair-floor-{tag}", [FLOOR, "-d", MONITOR, "-a",
+                                                           "lowdelay"], self.env,
+                                     stdout=subprocess.PIPE)
+                live[f"floor_{tag}"] = p
+
+            def floor_net(tag, *extra):
+                port = free_port()
+                p = self.procs.start(f"pair-floor-{tag}", [FLOOR, "-d", MONITOR, "-a",
+                                                           "lowdelay", "-p", port, *extra],
+                                     self.env, stdout=subprocess.PIPE)
+                live[f"floor_{tag}"] = p
+                lr = LineReader(p)
+                lr.wait_for("LISTENING", 10)
+                live[f"loadgen_floor_{tag}"], lines[f"floor_{tag}"] = self.loadgen(
+                    f"pair-loadgen-floor-{tag}", port, 1, W, warm)
+                floor_out[tag] = lr
+
+            def daemon(key="novnc-audio", binary=None):
+                port = free_port()
+                live[key] = self.daemon(f"pair-{key}", port, binary=binary)
+                live[f"loadgen_{key}"], lines[key] = self.loadgen(
+                    f"pair-loadgen-{key}", port, 1, W, warm)
+
+            def fanout():
+                port = free_port()
+                p = self.procs.start("pair-fanout", [FANOUT, "--port", port, "--clients", 1],
+                                     self.env, stdout=subprocess.PIPE)
+                live["fanout"] = p
+                LineReader(p).wait_for("LISTENING", 10)
+                live["loadgen_fanout"], lines["fanout"] = self.loadgen(
+                    "pair-loadgen-fanout", port, 1, W, warm)
+
+            names = ["floor_a", "floor_b", "floor_net", "floor_glib", "novnc-audio", "fanout"]
+            order = [lambda: floor("a"), lambda: floor("b"), lambda: floor_net("net"),
+                     lambda: floor_net("glib", "-g"), daemon, fanout]
+            if DAEMON_B:
+                names.append("novnc-audio-b")
+                order.append(lambda: daemon("novnc-audio-b", DAEMON_B))
+            k = i % len(order)
+            order, names = order[k:] + order[:k], names[k:] + names[:k]
+            try:
+                for start in order:
+                    start()
+                    started.append(time.monotonic())
+                ready = {k: json.loads(lr.wait_for("READY", 60)) for k, lr in lines.items()}
+                time.sleep(max(0.0, started[-1] + warm - time.monotonic()))
+                for k, p in live.items():
+                    if p.poll() is not None:
+                        raise RuntimeError(f"{k} exited: {log_tail('pair-' + k)}")
+                pids = {k: p.pid for k, p in live.items()}
+                pids["pulseaudio"] = self.pa.pid
+                w = window(pids, W - 0.1)
+                res = {k: json.loads(lr.wait_for("RESULT", W + 30)) for k, lr in lines.items()}
+            finally:
+                for p in reversed(list(live.values())):
+                    self.procs.stop(p)
+            for tag in ("a", "b", "net", "glib"):
+                line = (floor_out[tag].wait_for("frames=", 10) if tag in floor_out
+                        else live[f"floor_{tag}"].stdout.read().decode().strip()[len("frames="):])
+                kv = dict(x.split("=") for x in ("frames=" + line).split())
+                w[f"floor_{tag}"].update(frames=int(kv["frames"]), holes=int(kv["holes"]))
+            cpu = {k: v["cpu_pct_sched"] for k, v in w.items()}
+            fl = (cpu["floor_a"] + cpu["floor_b"]) / 2
+            rows.append({
+                "start_order": names,
+                "cpu_pct_sched": cpu,
+                "cpu_pct": {k: v["cpu_pct"] for k, v in w.items()},
+                "wakeups_per_s": {k: v["wakeups_per_s"] for k, v in w.items()},
+                "aa": cpu["floor_b"] / cpu["floor_a"],
+                "daemon_vs_a": cpu["novnc-audio"] / cpu["floor_a"],
+                "daemon_vs_floor": cpu["novnc-audio"] / fl,
+                "daemon_vs_floor_transport": cpu["novnc-audio"] / (fl + cpu["fanout"]),
+                "daemon_vs_floor_net": cpu["novnc-audio"] / cpu["floor_net"],
+                "floor_net_vs_floor": cpu["floor_net"] / fl,
+                "daemon_vs_floor_glib": cpu["novnc-audio"] / cpu["floor_glib"],
+                "floor_glib_vs_net": cpu["floor_glib"] / cpu["floor_net"],
+                **({"daemon_b_vs_a": cpu["novnc-audio-b"] / cpu["novnc-audio"],
+                    "daemon_b_vs_floor": cpu["novnc-audio-b"] / fl,
+                    "daemon_b_vs_floor_net": cpu["novnc-audio-b"] / cpu["floor_net"]}
+                   if DAEMON_B else {}),
+                "client": {k: {kk: res[k].get(kk) for kk in ("fps", "missing_frames", "gaps")}
+                           for k in res},
+                "ready": ready,
+                "floor_frames": {t: w[f"floor_{t}"]["frames"] for t in ("a", "b", "net", "glib")},
+            })
+        out = {"rounds": rows, "window_s": W}
+        for k in ("aa", "daemon_vs_a", "daemon_vs_floor", "daemon_vs_floor_transport",
+                  "daemon_vs_floor_net", "floor_net_vs_floor", "daemon_vs_floor_glib",
+                  "floor_glib_vs_net", "daemon_b_vs_a", "daemon_b_vs_floor",
+                  "daemon_b_vs_floor_net"):
+            if k not in rows[0]:
+                continue
+            v = [r[k] for r in rows]
+            out[k] = {"median": statistics.median(v), "min": min(v), "max": max(v)}
+        for k in rows[0]["cpu_pct_sched"]:
+            out.setdefault("cpu_pct_sched", {})[k] = statistics.median(
+                r["cpu_pct_sched"][k] for r in rows)
+            out.setdefault("wakeups_per_s", {})[k] = statistics.median(
+                r["wakeups_per_s"][k] for r in rows)
+        return out
 
     def m_fanout(self, n):
         """The transport floor: bench/src/bin/fanout.rs sending the same-size frames."""
@@ -812,6 +936,10 @@ class Bench:
                 return only is None or group in only
             if want("idle"):
                 self.measure("daemon_idle", self.m_idle_ab)
+            if want("floor") or want("pair"):
+                # Goal 4's figure: the floors and the daemon measured at the same time.
+                self.measure("pair_1", lambda: self.m_pair(
+                    2 if self.a.smoke else 8, 2.0 if self.a.smoke else 12.0))
             if want("floor"):
                 self.interleaved({
                     "floor_lowdelay": lambda T: self.m_floor("lowdelay", T),
@@ -966,9 +1094,13 @@ def analyse(r, smoke):
           f"(rounds: {', '.join(f(x, 2) for x in per_round or [])}); PulseAudio wakeups "
           f"{f(wk_alone, 0)}/s alone, median extra {f(wk_extra, 1)}/s",
           both(pa_extra) and pa_extra <= 0.05),
-        t("1 client <= 1.05 x floor (schedstat, interleaved rounds)",
-          f"{f(one_s, 3)} % = {f(ratio(one_s, floor_s), 3)} x floor ({f(floor_s, 3)} %)",
-          both(one_s, floor_s) and one_s <= 1.05 * floor_s),
+        t("1 client <= 1.05 x floor (schedstat, floors and daemon at the same time, median "
+          "of per-round ratios)",
+          f"{f(get(r, 'pair_1', 'daemon_vs_floor', 'median'), 3)} x floor "
+          f"({f(get(r, 'pair_1', 'cpu_pct_sched', 'novnc-audio'), 3)} % vs "
+          f"{f(get(r, 'pair_1', 'cpu_pct_sched', 'floor_a'), 3)} %, medians of rounds)",
+          both(get(r, "pair_1", "daemon_vs_floor", "median"))
+          and r["pair_1"]["daemon_vs_floor"]["median"] <= 1.05),
         t("1 client below pcmflux (schedstat, interleaved rounds)",
           f"{f(one_s, 3)} % vs {f(pcmf_s, 3)} %", both(one_s, pcmf_s) and one_s < pcmf_s),
         t("1000 clients: CPU <= 8 % of a core",
@@ -992,9 +1124,23 @@ def analyse(r, smoke):
     # Issue 11: the cost of listening.
     fan1000_c = fan1000
     big_s = get(r, k, "novnc-audio", "cpu_pct")
+    pair = get(r, "pair_1")
+
+    def spread(key, nd=3):
+        v = get(pair, key)
+        return (f"{f(v['median'], nd)} x ({f(v['min'], nd)}-{f(v['max'], nd)})" if v
+                else "n/a")
+    d_floor = get(pair, "daemon_vs_floor", "median")
     targets += [
-        t("1 client while sound plays <= 1.10 x floor (issue 11; schedstat, interleaved)",
-          f"{f(ratio(one_s, floor_s), 3)} x", both(one_s, floor_s) and one_s <= 1.10 * floor_s),
+        t("1 client while sound plays <= 1.10 x floor (issue 11; floors and daemon measured "
+          "at the same time, median of per-round ratios)",
+          f"{spread('daemon_vs_floor')} over {len(get(pair, 'rounds') or [])} rounds; A/A "
+          f"(floor B / floor A, same rounds) {spread('aa')}; vs floor + the same TCP send "
+          f"(floor.c -p) {spread('daemon_vs_floor_net')}; vs the same on glib "
+          f"(floor.c -p -g) {spread('daemon_vs_floor_glib')}; vs floor + transport floor "
+          f"(fanout, 1 client) {spread('daemon_vs_floor_transport')}; interleaved rounds "
+          f"(old method): {f(ratio(one_s, floor_s), 3)} x",
+          both(d_floor) and d_floor <= 1.10),
         t("1000 clients <= 1.10 x (floor + transport floor) (issue 11)",
           f"{f(ratio(big_s, None if floor is None or fan1000_c is None else floor + fan1000_c), 3)} x",
           both(big_s, floor, fan1000_c) and big_s <= 1.10 * (floor + fan1000_c)),
@@ -1144,6 +1290,7 @@ def markdown(report):
             clients=f"{cl.get('opened', '?')}/{n}" if cl else n, fps=fps,
             missing=cl.get("missing_frames"), lg=cl.get("loadgen_cpu_pct"))
     L.append("")
+    L.extend(pair_section(r, report["errors"]))
     L.append("## Latency: click written to the sink -> click detected\n")
     L.append("A probe writes a 1 ms full-scale click through a 5 ms playback stream every "
              "150-200 ms and timestamps the write; the detector is either novnc-audio's "
@@ -1292,7 +1439,10 @@ def markdown(report):
   daemon sending one TCP write per client per frame pays. On loopback the sender is also
   charged the receiving side's TCP processing (softirq in its own context).
 - floor: bench/floor.c, libpulse async API on one thread, `pa_stream_peek/drop`,
-  ADJUST_LATENCY, fragsize 20 ms, libopus 64 kbit/s, no network.
+  ADJUST_LATENCY, fragsize 20 ms, libopus 64 kbit/s, no network. `floor.c -p PORT` also
+  sends each packet to one WebSocket client in the daemon's wire format (one `send()` per
+  frame from the read callback); `-g` runs it on a GLib main loop through
+  libpulse-mainloop-glib, as the daemon does.
 - pcmflux: bench/pcmflux_run.py, a Python process running `pcmflux.AudioCapture` with a
   callback that only counts frames; settings {json.dumps(pset) if pset else 'n/a'}. Its RSS
   includes the Python interpreter; its Opus application is not settable through its API.
@@ -1302,6 +1452,61 @@ def markdown(report):
   successful TCP connect, polled every 0.2 ms.
 """)
     return "\n".join(L)
+
+
+def pair_section(r, errors):
+    """Goal 4's table: every round's figures, the floors and the daemon measured at once."""
+    L = ["## One client vs. the floor, measured at the same time\n",
+         "Per round, six processes run at once for one window: two identical floors "
+         "(floor.c, A and B), the floor with one client it sends every packet to in the "
+         "daemon's wire format (floor.c -p, one send() per frame, a loadgen client), the "
+         "same on a GLib main loop through libpulse-mainloop-glib as the daemon runs "
+         "(floor.c -p -g), "
+         "novnc-audio with one loadgen client, and fanout.rs sending 169-byte frames to one "
+         "loadgen client (the transport floor). The three recorders read the same monitor; "
+         "the start order rotates. CPU from /proc/PID/task/*/schedstat (ns) over the same "
+         "window, so a change of the machine's load hits all of them alike; B / A shows what "
+         "is left of the method's noise. Ratios are per round, then median (min-max). "
+         "Hardware counters (instructions) are not available on this VM.\n"]
+    pair = r.get("pair_1")
+    if not pair:
+        L.append(f"n/a ({errors.get('pair_1', 'not measured')[:200]})\n")
+        return L
+    L.append("| round | start order | floor A % | floor B % | B / A | floor + send % | "
+             "glib floor + send % | novnc-audio % | fanout 1 % | daemon / floor | "
+             "daemon / (floor + send) | daemon / (glib floor + send) | "
+             "daemon / (floor + fanout) | (floor + send) / floor | glib / pa_mainloop |")
+    L.append("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    short = {"floor_a": "A", "floor_b": "B", "floor_net": "send", "floor_glib": "glib",
+             "novnc-audio": "daemon", "fanout": "fanout"}
+    cols = ("aa", "daemon_vs_floor", "daemon_vs_floor_net", "daemon_vs_floor_glib",
+            "daemon_vs_floor_transport", "floor_net_vs_floor", "floor_glib_vs_net")
+    for i, row in enumerate(pair["rounds"], 1):
+        c = row["cpu_pct_sched"]
+        L.append(f"| {i} | {' '.join(short.get(k, k) for k in row['start_order'])} | "
+                 f"{f(c['floor_a'], 3)} | {f(c['floor_b'], 3)} | {f(row['aa'], 3)} | "
+                 f"{f(c['floor_net'], 3)} | {f(c['floor_glib'], 3)} | "
+                 f"{f(c['novnc-audio'], 3)} | {f(c['fanout'], 3)} | "
+                 + " | ".join(f(row[k], 3) for k in cols[1:]) + " |")
+
+    def sp(k):
+        v = pair[k]
+        return f"**{f(v['median'], 3)}** ({f(v['min'], 3)}-{f(v['max'], 3)})"
+    c, wk = pair["cpu_pct_sched"], pair["wakeups_per_s"]
+    L.append(f"| median | - | {f(c['floor_a'], 3)} | {f(c['floor_b'], 3)} | {sp('aa')} | "
+             f"{f(c['floor_net'], 3)} | {f(c['floor_glib'], 3)} | "
+             f"{f(c['novnc-audio'], 3)} | {f(c['fanout'], 3)} | "
+             + " | ".join(sp(k) for k in cols[1:]) + " |")
+    L.append("")
+    L.append("Context switches per second (median of rounds; voluntary + involuntary, all "
+             "threads): " + ", ".join(f"{short.get(k, k)} {f(v, 0)}" for k, v in wk.items()
+                                      if k in short) + ".\n")
+    if "daemon_b_vs_a" in pair:
+        L.append("A/B run: a second build (NOVNC_AUDIO_BENCH_DAEMON_B) with its own client in "
+                 f"the same windows: second / first {sp('daemon_b_vs_a')}, second / floor "
+                 f"{sp('daemon_b_vs_floor')}, second / (floor + send) "
+                 f"{sp('daemon_b_vs_floor_net')}.\n")
+    return L
 
 
 def daemon_stats(port):
@@ -1329,7 +1534,7 @@ def main():
     ap.add_argument("--smoke", action="store_true", help="3 s windows, assert numbers only")
     ap.add_argument("--seconds", type=float, default=30.0, help="measurement window (30)")
     ap.add_argument("--only", default="",
-                    help="comma-separated groups to run (idle, floor, clients, listening, "
+                    help="comma-separated groups to run (idle, floor, pair, clients, listening, "
                          "latency, first-frame, wan, browser); writes target/bench/report-only.json and "
                          "leaves docs/PERFORMANCE.md alone")
     ap.add_argument("--render", action="store_true",
@@ -1379,7 +1584,7 @@ def main():
     return 0
 
 
-EXPECTED = ["pulse_alone", "floor_lowdelay", "floor_audio", "pcmflux", "ffmpeg", "daemon_idle",
+EXPECTED = ["pulse_alone", "pair_1", "floor_lowdelay", "floor_audio", "pcmflux", "ffmpeg", "daemon_idle",
             "daemon_1", "daemon_100", "daemon_1000", "fanout_100", "fanout_1000", "latency_bare", "latency_20_lowdelay",
             "latency_10_lowdelay", "latency_20_audio", "latency_10_audio",
             "first_frame_playing", "first_frame_silent", "startup",

@@ -47,7 +47,8 @@ fi
 say "building"
 cargo build --release --quiet || say "building the daemon failed: its measurements will fail"
 cargo build --release --quiet --manifest-path bench/Cargo.toml
-cc -O2 -Wall -Wextra -o "$OUT/floor" bench/floor.c $(pkg-config --cflags --libs libpulse opus)
+cc -O2 -Wall -Wextra -o "$OUT/floor" bench/floor.c \
+    $(pkg-config --cflags --libs libpulse libpulse-mainloop-glib opus)
 
 python3 bench/bench.py "$@" &
 CHILD=$!

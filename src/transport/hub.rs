@@ -18,6 +18,7 @@ use super::client_io::{ClientIo, Flush};
 use super::conn::{Conn, ConnKind, HttpConn, WsRole};
 use super::listeners::{send_now, Listeners, Sent};
 use super::readiness::{Readiness, Watch};
+use super::ticker::Ticker;
 use super::{remove_source, TransportHooks, ACCEPT_PAUSE, PING_CHECK, PING_IDLE, STALL_LIMIT};
 use crate::audio::Codec;
 use crate::config::WebSocketConfig;
@@ -47,7 +48,7 @@ pub(super) struct Hub {
     pub(super) stats: TransportStats,
     pub(super) listening: bool,
     /// While clients are connected: the timer that pings the idle ones.
-    pub(super) ping_timer: Option<SourceId>,
+    pub(super) ping_timer: Option<Ticker>,
     /// accept() is failing (out of descriptors): logged once per episode.
     pub(super) accept_failing: bool,
     pub(super) shut_down: bool,
@@ -301,20 +302,21 @@ impl Hub {
         let listening = self.stats.clients > 0;
         if listening != self.listening {
             self.listening = listening;
-            if let Some(t) = self.ping_timer.take() {
-                remove_source(t);
-            }
+            self.ping_timer = None;
             if listening {
                 let weak = self.weak.clone();
-                self.ping_timer = Some(glib::timeout_add_local(PING_CHECK, move || {
-                    match weak.upgrade() {
-                        Some(hub) => {
-                            hub.borrow_mut().ping_idle();
-                            ControlFlow::Continue
-                        }
-                        None => ControlFlow::Break,
+                // A timerfd, not a glib timeout: see ticker.rs for what a timeout costs
+                // every capture wakeup.
+                match Ticker::start(PING_CHECK, move || {
+                    if let Some(hub) = weak.upgrade() {
+                        hub.borrow_mut().ping_idle();
                     }
-                }));
+                }) {
+                    Ok(t) => self.ping_timer = Some(t),
+                    Err(e) => {
+                        warn!("cannot create the ping timer (idle clients get no pings): {e}")
+                    }
+                }
             }
             let hooks = self.hooks.clone();
             // Outside of our borrow: the hook reaches into the capture.

@@ -16,6 +16,7 @@ mod hub;
 mod listeners;
 mod readiness;
 mod socket_options;
+mod ticker;
 mod tls;
 
 pub use tls::TlsError;
