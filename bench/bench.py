@@ -1141,6 +1141,14 @@ def analyse(r, smoke):
           f"(fanout, 1 client) {spread('daemon_vs_floor_transport')}; interleaved rounds "
           f"(old method): {f(ratio(one_s, floor_s), 3)} x",
           both(d_floor) and d_floor <= 1.10),
+        # Goal 5's accounting applied to one client: the floor sends nothing, and one TCP
+        # send a frame over loopback alone costs it 9-11 % (floor.c -p), so this row compares
+        # like with like; the row above keeps the issue's stricter wording.
+        t("1 client while sound plays <= 1.10 x (floor + transport floor, 1 client), "
+          "as goal 5 counts 1000 (issue 11; same concurrent rounds)",
+          spread('daemon_vs_floor_transport'),
+          both(get(pair, "daemon_vs_floor_transport", "median"))
+          and pair["daemon_vs_floor_transport"]["median"] <= 1.10),
         t("1000 clients <= 1.10 x (floor + transport floor) (issue 11)",
           f"{f(ratio(big_s, None if floor is None or fan1000_c is None else floor + fan1000_c), 3)} x",
           both(big_s, floor, fan1000_c) and big_s <= 1.10 * (floor + fan1000_c)),
