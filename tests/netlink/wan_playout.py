@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
 """Chromium's playout over the emulated WAN link, then after it turns clean again.
 
-    tests/netlink/wan_playout.py [--lan-s 30 --wan-s 60 --clean-s 60] [--json OUT]
+    tests/netlink/wan_playout.py [--lan-s 30 --wan-s 300 --clean-s 60] [--json OUT]
 
 A daemon (its own PulseAudio playing a tone) in namespace A; in namespace B, Chromium
 (wan_browser.py) plays the daemon's listen page from http://ADDR_A:PORT/ (plain HTTP, not
 localhost: not a secure context, so the WebAssembly decoder and the scheduled output path),
 into a second PulseAudio's null sink as its sound card. The link is clean for --lan-s (the
 LAN figure), then 40 ± 20 ms each way with 1 % loss each way for --wan-s, then clean again
-for --clean-s. From `window.novncAudio.stats`, sampled every second: underruns a minute,
-latencyMs (the module's own estimate, not measured at the sound card), targetMs, and how
-long after the link turns clean latencyMs is back within ±10 ms (BACK_TOL_MS) of the
-clean-link median of the 10 s before the WAN phase.
+for --clean-s.
+
+At the sound card (wan_clicks.py, the click method of tests/browser/engines): a click every
+second is written into the daemon's sink over the tone, timed on that sink's monitor and on the
+monitor of the browser's null sink. Per phase: clicks written, seen in the sink, heard at the
+card, lost; sink -> card latency median / p90 / p99 / max; the module's latencyMs when each
+click played minus the card figure; the WAN phase's halves (growth); and how long after the
+link turns clean the card latency is back within ±10 ms (BACK_TOL_MS) of the clean link's.
+
+From `window.novncAudio.stats`, sampled every second: underruns a minute, latencyMs (the
+module's own estimate), targetMs, and how long after the link turns clean latencyMs is back
+within ±10 ms of the clean-link median of the 10 s before the WAN phase.
 Skips (exit 0, says so) only when chromium/chromedriver are missing and CI is unset.
 """
 import argparse
@@ -30,6 +38,7 @@ ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
 import linkemu  # noqa: E402
 import wan_browser  # noqa: E402
+import wan_clicks  # noqa: E402
 import wan_stalls  # noqa: E402
 
 WAN = dict(delay_ms=40, jitter_ms=20, loss_pct=1)
@@ -93,6 +102,73 @@ def summary(samples, lan_s, wan_s, clean_s):
     return out
 
 
+def pct(v, p):
+    v = sorted(v)
+    return round(v[min(len(v) - 1, int(p * len(v)))], 1) if v else None
+
+
+def module_at(samples, wall_ms, within_ms=1000):
+    """The module's latencyMs in the stats sample nearest to wall_ms (None if none is near)."""
+    best = min(samples, key=lambda s: abs(s.get("wall", -1e18) - wall_ms), default=None)
+    if best is None or abs(best.get("wall", -1e18) - wall_ms) > within_ms:
+        return None
+    return best.get("latencyMs")
+
+
+def card_phase(clicks, samples):
+    """Clicks of one phase: how many were written, seen in the sink, heard at the card; the
+    sink -> card latency; the module's latencyMs when each click played, minus the card's."""
+    ms = [c["ms"] for c in clicks if c["ms"] is not None]
+    diffs = []
+    for c in clicks:
+        if c["ms"] is None:
+            continue
+        m = module_at(samples, c["card"])
+        if m is not None:
+            diffs.append(m - c["ms"])
+    in_sink = sum(1 for c in clicks if c["sink"] is not None)
+    return {"sent": len(clicks), "in_sink": in_sink, "at_card": len(ms),
+            "lost": in_sink - len(ms),
+            "card_ms_median": round(statistics.median(ms), 1) if ms else None,
+            "card_ms_p90": pct(ms, 0.9), "card_ms_p99": pct(ms, 0.99),
+            "card_ms_max": max(ms) if ms else None,
+            "module_minus_card_ms_median": round(statistics.median(diffs), 1) if diffs else None,
+            "module_minus_card_ms_abs_median": round(statistics.median(
+                abs(d) for d in diffs), 1) if diffs else None}
+
+
+def card_summary(clicks, samples, t0_wall, wan_wall, clean_wall, end_wall, settle_s):
+    """The click figures per phase (by the time each click was written), growth over the WAN
+    phase (its halves) and how long after the link turned clean the card latency was back
+    within BACK_TOL_MS of the clean-link median (5 detected clicks in a row)."""
+    def between(a, b):
+        return [c for c in clicks if a <= c["written"] < b]
+    lan = between(t0_wall + settle_s * 1000, wan_wall)
+    wan = between(wan_wall, clean_wall)
+    half = (wan_wall + clean_wall) / 2
+    # The browser stops right after its last sample: a click written in the last 1.5 s may
+    # not have reached the card yet, and is left out rather than counted as lost.
+    after = between(clean_wall, end_wall - 1500)
+    out = {"lan": card_phase(lan, samples), "wan": card_phase(wan, samples),
+           "clean_again": card_phase(after, samples)}
+    out["wan"]["card_ms_median_first_half"] = card_phase(between(wan_wall, half),
+                                                         samples)["card_ms_median"]
+    out["wan"]["card_ms_median_second_half"] = card_phase(between(half, clean_wall),
+                                                          samples)["card_ms_median"]
+    ref = out["lan"]["card_ms_median"]
+    back = None
+    heard = [c for c in after if c["ms"] is not None]
+    if ref is not None:
+        for i in range(len(heard) - 4):
+            if all(abs(c["ms"] - ref) <= BACK_TOL_MS for c in heard[i:i + 5]):
+                back = round((heard[i]["written"] - clean_wall) / 1000, 1)
+                break
+    out["clean_again"]["back_to_lan_s"] = back
+    tail = [c for c in after if c["written"] >= end_wall - 21500]
+    out["clean_again"]["card_ms_median_last_20s"] = card_phase(tail, samples)["card_ms_median"]
+    return out
+
+
 def measure(lan_s=30, wan_s=60, clean_s=60, daemon=None, logdir=None):
     daemon = Path(daemon or ROOT / "target" / "release" / "novnc-audio")
     why = linkemu.check_host()
@@ -106,6 +182,7 @@ def measure(lan_s=30, wan_s=60, clean_s=60, daemon=None, logdir=None):
     (tmp / "b").mkdir()
     server_pa, card = wan_stalls.Pulse(tmp / "d"), wan_stalls.Pulse(tmp / "b")
     samples, events = [], []
+    clicks = None
     try:
         server_pa.start(log)
         card.start(log, tone=False)
@@ -125,6 +202,12 @@ def measure(lan_s=30, wan_s=60, clean_s=60, daemon=None, logdir=None):
             if first != "playing":
                 raise RuntimeError(f"Chromium did not play: {first}")
             t0 = time.monotonic()
+            t0_wall = time.time() * 1000
+            walls = {}
+            load = {"start": os.getloadavg()[0]}
+            # The clicks' pacat and parecs talk to both PulseAudio servers over their unix
+            # sockets: nothing of theirs crosses the link.
+            clicks = wan_clicks.Clicks(server_pa.env, "wan", card.env, "wan", log)
             phase = 0
             for line in b.stdout:
                 s = json.loads(line)
@@ -134,19 +217,35 @@ def measure(lan_s=30, wan_s=60, clean_s=60, daemon=None, logdir=None):
                 el = time.monotonic() - t0
                 if phase == 0 and el >= lan_s:
                     link.set(**WAN)
+                    walls["wan"] = time.time() * 1000
+                    load["wan_start"] = os.getloadavg()[0]
                     events.append(("wan", round(el, 2)))
                     phase = 1
                 elif phase == 1 and el >= lan_s + wan_s:
                     link.set(**CLEAN)
+                    walls["clean"] = time.time() * 1000
+                    load["wan_end"] = os.getloadavg()[0]
                     events.append(("clean", round(el, 2)))
                     phase = 2
+            end_wall = time.time() * 1000
+            load["end"] = os.getloadavg()[0]
+            clicks.close()
             b.wait(30)
     finally:
+        if clicks is not None:
+            clicks.close()
         card.close()
         server_pa.close()
         shutil.rmtree(tmp, ignore_errors=True)
         log.close()
     out = summary(samples, lan_s, wan_s, clean_s)
+    pairs = clicks.pairs()
+    if "clean" not in walls:
+        raise RuntimeError(f"Chromium stopped reporting after {len(samples)} s")
+    out["card"] = card_summary(pairs, samples, t0_wall, walls["wan"], walls["clean"], end_wall,
+                               out["lan"]["settle_s"])
+    out["clicks"] = pairs
+    out["loadavg_1min"] = {k: round(v, 2) for k, v in load.items()}
     out.update(link=WAN, lan_s=lan_s, wan_s=wan_s, clean_s=clean_s, events=events,
                decoder=samples[-1].get("decoder") if samples else None,
                output=samples[-1].get("output") if samples else None, samples=samples)
@@ -162,7 +261,7 @@ def missing():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--lan-s", type=float, default=30)
-    ap.add_argument("--wan-s", type=float, default=60)
+    ap.add_argument("--wan-s", type=float, default=300)
     ap.add_argument("--clean-s", type=float, default=60)
     ap.add_argument("--daemon")
     ap.add_argument("--json")
@@ -176,6 +275,7 @@ def main():
     if a.json:
         Path(a.json).write_text(json.dumps(r, indent=2))
     r.pop("samples")
+    r.pop("clicks")
     print(json.dumps(r, indent=2))
     return 0
 
