@@ -227,7 +227,8 @@ def measure(lan_s=30, wan_s=60, clean_s=60, daemon=None, logdir=None):
                     load["wan_end"] = os.getloadavg()[0]
                     events.append(("clean", round(el, 2)))
                     phase = 2
-            end_wall = time.time() * 1000
+            # The last sample's time, not now: the browser's session is already gone here.
+            end_wall = samples[-1]["wall"] if samples else time.time() * 1000
             load["end"] = os.getloadavg()[0]
             clicks.close()
             b.wait(30)
