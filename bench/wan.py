@@ -50,41 +50,51 @@ def card_rows(p):
         x = c[key]
         ur = m[mk]["underruns_per_min"]
         if key == "wan":
-            ur = f"{ur} (second half {m['wan']['underruns_per_min_second_half']})"
+            ur = (f"{ur} (after its first 20 s {m['wan'].get('underruns_per_min_after_20s')}, "
+                  f"second half {m['wan']['underruns_per_min_second_half']})")
         L.append(f"| {label} | {x['sent']} / {x['in_sink']} / {x['at_card']} ({x['lost']}) | "
                  f"{x['card_ms_median']} / {x['card_ms_p90']} / {x['card_ms_p99']} / "
                  f"{x['card_ms_max']} | {x['module_minus_card_ms_median']} | {ur} |")
     w, a = c["wan"], c["clean_again"]
-    back = (f"after {a['back_to_lan_s']} s" if a["back_to_lan_s"] is not None
-            else f"not within the {m['clean_s']:g} s")
+    def after(k):
+        return (f"after {a[k]} s" if a.get(k) is not None
+                else f"not within the {m['clean_s']:g} s")
     L.append("")
     L.append(f"Growth on the WAN: card median {w['card_ms_median_first_half']} ms in the first "
              f"half, {w['card_ms_median_second_half']} ms in the second. After the link turned "
              f"clean, the card latency was back within ±{wan_playout.BACK_TOL_MS} ms of the "
              f"clean link's {c['lan']['card_ms_median']} ms (5 heard clicks in a row) "
-             f"{back}; median of its last 20 s {a['card_ms_median_last_20s']} ms. "
+             f"{after('back_to_lan_s')}, and within ±{wan_playout.BACK_TOL_MS} ms of the "
+             f"figure it settled at (the median of its last 20 s, "
+             f"{a['card_ms_median_last_20s']} ms) {after('back_to_settled_s')}. "
              f"Load average (1 min) at the start, the WAN's start and end, the end: "
              f"{', '.join(str(v) for v in m.get('loadavg_1min', {}).values())} (2 cores).")
     return L
 
 
 def playout_rows(p):
-    L = ["| phase | module's latencyMs median | its targetMs median | underruns a minute |",
-         "|---|---|---|---|"]
+    L = ["| phase | module's latencyMs median | its targetMs median | underruns a minute | "
+         "dropped for latency (times, ms) |", "|---|---|---|---|---|"]
+
+    def dr(x):
+        d = x.get("dropped")
+        return f"{d[0]}, {d[1]}" if d else "-"
     lan, w, c = p["lan"], p["wan"], p["clean_again"]
     L.append(f"| clean link ({p['lan_s']:g} s, first {lan.get('settle_s', 10):g} s left out) | "
              f"{lan['latency_ms_median']} "
-             f"| {lan['target_ms_median']} | {lan['underruns_per_min']} |")
+             f"| {lan['target_ms_median']} | {lan['underruns_per_min']} | {dr(lan)} |")
     L.append(f"| WAN ({p['wan_s']:g} s) | {w['latency_ms_median']} (first half "
              f"{w['latency_ms_median_first_half']}, second {w['latency_ms_median_second_half']}) "
              f"| {w['target_ms_median']} | {w['underruns_per_min']} (second half "
-             f"{w['underruns_per_min_second_half']}) |")
+             f"{w['underruns_per_min_second_half']}) | {dr(w)} |")
     L.append(f"| clean again ({p['clean_s']:g} s) | {c['latency_ms_median_last_20s']} (last 20 s) "
-             f"| - | {c['underruns_per_min']} |")
+             f"| - | {c['underruns_per_min']} | {dr(c)} |")
     L.append("")
     L.append(f"Back within ±{wan_playout.BACK_TOL_MS} ms of the clean-link latency of the "
              f"10 s before the WAN phase ({lan.get('latency_ms_median_before_wan')} ms; 5 s in "
-             f"a row) {c['back_to_lan_s']} s after the link turned clean. Decoder "
+             f"a row) " + (f"{c['back_to_lan_s']} s after the link turned clean"
+                           if c["back_to_lan_s"] is not None else
+                           f"not within the {p['clean_s']:g} s of clean link") + ". Decoder "
              f"`{p.get('decoder')}`, output `{p.get('output')}`.")
     return L
 
