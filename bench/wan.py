@@ -49,8 +49,10 @@ def card_rows(p):
     for key, label, mk in names:
         x = c[key]
         ur = m[mk]["underruns_per_min"]
+        x = {k: ("-" if v is None else v) for k, v in x.items()}
         if key == "wan":
-            ur = (f"{ur} (after its first 20 s {m['wan'].get('underruns_per_min_after_20s')}, "
+            a20 = m["wan"].get("underruns_per_min_after_20s")
+            ur = (f"{ur} (after its first 20 s {'-' if a20 is None else a20}, "
                   f"second half {m['wan']['underruns_per_min_second_half']})")
         L.append(f"| {label} | {x['sent']} / {x['in_sink']} / {x['at_card']} ({x['lost']}) | "
                  f"{x['card_ms_median']} / {x['card_ms_p90']} / {x['card_ms_p99']} / "
