@@ -10,7 +10,8 @@ chromedriver also gets SIGTERM if this process dies) and a headless Chromium who
 whatever PULSE_SERVER names (the caller's second PulseAudio, never the daemon's), opens URL,
 clicks Play (a WebDriver element click: a trusted gesture, no autoplay switch), waits for
 `window.novncAudio.state == 'playing'`, prints `playing`, then one JSON line of
-`window.novncAudio.stats` (plus `t`, seconds since playing) every second for SECONDS.
+`window.novncAudio.stats` (plus `t`, seconds since playing, and `wall`, ms since the epoch)
+every second for SECONDS.
 The WebDriver protocol is spoken over plain HTTP with urllib: nothing to install.
 """
 import json
@@ -133,6 +134,7 @@ def main():
             s = d.js("const a = window.novncAudio; return Object.assign({state: a.state}, "
                      "a.stats);")
             s["t"] = round(time.monotonic() - t0, 2)
+            s["wall"] = round(time.time() * 1000, 1)  # CLOCK_REALTIME, the clicks' clock
             print(json.dumps(s), flush=True)
     except Exception as e:
         print(json.dumps({"error": f"{type(e).__name__}: {e}"}), flush=True)
