@@ -8,6 +8,13 @@
 //!  "jitterMs":3.1,"underruns":0,"delayMs":0,"output":"worklet","decoder":"webcodecs"}
 //! ```
 //!
+//! A report may carry `"echo": N` (the module's clock in ms when it sent the report). The
+//! daemon then answers that client, and only that client, with one text message
+//! `{"type":"echo","echo":N}` ([`echo_reply`]), so the module can time a round trip over the
+//! stream's own connection and follow the network's delay as the link changes (the
+//! WebSocket handshake, its only other measure, is timed once). A client that sends no echo
+//! gets no text message: the wire stays what existing clients expect.
+//!
 //! It is client input like any other: [`parse`] takes only a flat object of known fields with
 //! bounded numbers and short names, at most [`MAX_REPORT_BYTES`]; [`PlayoutStats::receive`] also
 //! takes at most one report per client per [`MIN_INTERVAL`]. A rejected report changes nothing
@@ -27,6 +34,8 @@ pub const LATENCY_BUCKETS_MS: [f64; 10] = [
 ];
 /// Largest figure in ms a report may give.
 const MAX_MS: f64 = 60_000.0;
+/// Largest `echo` (the module's `performance.now()`: about 300 years in ms).
+const MAX_ECHO: f64 = 1e13;
 /// Longest `output` / `decoder` name.
 const MAX_NAME: usize = 16;
 
@@ -46,6 +55,13 @@ pub struct PlayoutReport {
     pub delay_ms: f64,
     pub output: String,
     pub decoder: String,
+    /// The module's clock when it sent the report, to be echoed back (see the module docs).
+    pub echo: Option<f64>,
+}
+
+/// The text message that answers a report's `echo`.
+pub fn echo_reply(echo: f64) -> String {
+    format!("{{\"type\":\"echo\",\"echo\":{echo}}}")
 }
 
 /// Why a report was not taken.
@@ -128,6 +144,11 @@ pub fn parse(text: &str) -> Result<PlayoutReport, ReportError> {
         Some(Value::Number(v)) if v.fract() == 0.0 && (0.0..=1e9).contains(v) => *v as u64,
         Some(_) => return Err(ReportError::Invalid("underruns".into())),
     };
+    let echo = match get("echo") {
+        None => None,
+        Some(Value::Number(v)) if v.is_finite() && (0.0..=MAX_ECHO).contains(v) => Some(*v),
+        Some(_) => return Err(ReportError::Invalid("echo".into())),
+    };
     Ok(PlayoutReport {
         latency_ms: ms("latencyMs", true)?,
         buffer_ms: ms("bufferMs", false)?,
@@ -138,6 +159,7 @@ pub fn parse(text: &str) -> Result<PlayoutReport, ReportError> {
         delay_ms: ms("delayMs", false)?,
         output: name("output")?,
         decoder: name("decoder")?,
+        echo,
     })
 }
 
@@ -345,6 +367,23 @@ mod tests {
             parse(" { \"latencyMs\" : 1e2 , \"future\":\"x\", \"type\":\"playout\" } ").unwrap();
         assert_eq!(r.latency_ms, 100.0);
         assert_eq!(r.output, "");
+    }
+
+    #[test]
+    fn an_echo_is_taken_in_range_and_answered_as_json() {
+        assert_eq!(parse(GOOD).unwrap().echo, None);
+        let r = parse(r#"{"type":"playout","latencyMs":1,"echo":123456.75}"#).unwrap();
+        assert_eq!(r.echo, Some(123456.75));
+        assert_eq!(echo_reply(123456.75), r#"{"type":"echo","echo":123456.75}"#);
+        assert_eq!(echo_reply(0.0), r#"{"type":"echo","echo":0}"#);
+        for bad in [r#""1""#, "-1", "1e14"] {
+            let text = format!(r#"{{"type":"playout","latencyMs":1,"echo":{bad}}}"#);
+            assert_eq!(
+                parse(&text),
+                Err(ReportError::Invalid("echo".into())),
+                "echo {bad}"
+            );
+        }
     }
 
     #[test]

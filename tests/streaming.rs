@@ -576,3 +576,83 @@ fn harness_self_check() {
     );
     assert_tone(&tail_mono(&pcm, 2, 0.5), 660.0, "parec of the harness tone");
 }
+
+/// Reads `c` until a text message arrives or `dur` passes; counts the audio frames meanwhile.
+fn next_text(c: &mut WsClient, dur: Duration) -> (Option<String>, usize) {
+    c.set_read_timeout(Duration::from_millis(100));
+    let end = Instant::now() + dur;
+    let mut frames = 0;
+    while Instant::now() < end {
+        match c.ws.read() {
+            Ok(tungstenite::Message::Text(t)) => return (Some(t.to_string()), frames),
+            Ok(tungstenite::Message::Binary(_)) => frames += 1,
+            Ok(_) => {}
+            Err(tungstenite::Error::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(e) => panic!("reading the stream failed: {e}"),
+        }
+    }
+    (None, frames)
+}
+
+fn send_text(c: &mut WsClient, text: &str) {
+    c.ws.send(tungstenite::Message::Text(text.into()))
+        .expect("sending a text message");
+}
+
+/// The module times round trips with the playout report's `echo` (src/playout.rs): the
+/// sender alone gets it back, once per accepted report; a refused report (too soon, an echo
+/// out of range) and a report without one get nothing, and the audio never stops.
+#[test]
+fn playout_report_echo_answers_only_its_sender() {
+    let (pulse, daemon) = setup(&[]);
+    let _tone = Tone::play(&pulse, None, 440.0);
+    let url = daemon.url("/audio");
+    let mut a = WsClient::connect(&url);
+    let mut b = WsClient::connect(&url);
+    a.next_frame();
+    b.next_frame();
+    let report = |echo: &str| format!(r#"{{"type":"playout","latencyMs":40{echo}}}"#);
+
+    send_text(&mut a, &report(r#","echo":1234.5"#));
+    let sent = Instant::now();
+    let (text, _) = next_text(&mut a, Duration::from_secs(3));
+    assert_eq!(
+        text.as_deref(),
+        Some(r#"{"type":"echo","echo":1234.5}"#),
+        "the echo of an accepted report"
+    );
+    // Within the report's 1 s bound: refused, so no echo.
+    send_text(&mut a, &report(r#","echo":99"#));
+    let (text, frames) = next_text(&mut a, Duration::from_millis(600));
+    assert_eq!(text, None, "a report sent too soon is not echoed");
+    assert!(
+        frames >= 10,
+        "audio kept flowing: {frames} frames in 600 ms"
+    );
+    // Out of range: refused.
+    thread::sleep(Duration::from_millis(1100).saturating_sub(sent.elapsed()));
+    send_text(&mut a, &report(r#","echo":-5"#));
+    let (text, _) = next_text(&mut a, Duration::from_millis(600));
+    assert_eq!(text, None, "a negative echo is refused, not echoed");
+    // No echo asked for: nothing but audio.
+    thread::sleep(Duration::from_millis(600));
+    send_text(&mut a, &report(""));
+    let (text, frames) = next_text(&mut a, Duration::from_millis(600));
+    assert_eq!(text, None, "a report without echo gets no text message");
+    assert!(
+        frames >= 10,
+        "audio kept flowing: {frames} frames in 600 ms"
+    );
+    // The other client read nothing but audio all along.
+    let (text, frames) = next_text(&mut b, Duration::from_millis(1000));
+    assert_eq!(text, None, "only the sender gets its echo");
+    assert!(frames >= 100, "client b kept streaming: {frames} frames");
+    let s = stats(&daemon);
+    assert_eq!(s.u64("playout.reports"), 2, "two reports taken: {s}");
+    assert_eq!(s.u64("playout.rejected.too_soon"), 1, "{s}");
+    assert_eq!(s.u64("playout.rejected.invalid"), 1, "{s}");
+}

@@ -19,6 +19,7 @@ use super::socket_options;
 use super::{remove_source, MAX_CLIENT_MESSAGE, MAX_CONTROL_BACKLOG, MAX_MESSAGES_PER_WAKEUP};
 use crate::audio::Codec;
 use crate::mic::{self, Rejection};
+use crate::playout;
 use crate::web::http::{self, Parse, Reply, Request};
 use crate::web::{Route, RouteContext};
 
@@ -352,12 +353,23 @@ impl Hub {
                     // The module's playout report (src/playout.rs); anything else is refused
                     // there, logged once per client, and changes nothing else.
                     let now = std::time::Instant::now();
-                    if let Err((e, first)) = self.stats.playout.receive(id, peer, now, &text) {
-                        if first {
-                            info!("client {peer}: playout report refused: {e}");
-                        } else {
-                            debug!("client {peer}: playout report refused: {e}");
+                    match self.stats.playout.receive(id, peer, now, &text) {
+                        Ok(()) => {
+                            // Answered at once, to this client only: the module times the
+                            // round trip (src/playout.rs). At most one a second (the report's
+                            // own bound), queued as control bytes, never dropped.
+                            let echo = self
+                                .stats
+                                .playout
+                                .clients
+                                .get(&id)
+                                .and_then(|c| c.report.echo);
+                            if let (Some(echo), false) = (echo, w.closing) {
+                                let _ = w.ws.write(Message::Text(playout::echo_reply(echo).into()));
+                            }
                         }
+                        Err((e, true)) => info!("client {peer}: playout report refused: {e}"),
+                        Err((e, false)) => debug!("client {peer}: playout report refused: {e}"),
                     }
                 }
                 Ok(_) => more = true, // data, pings (answered by tungstenite), pongs: ignored
