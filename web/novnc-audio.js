@@ -23,7 +23,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { pickDecoder, pickOutput } from './select.js';
+import { engineOf, pickDecoder, pickOutput } from './select.js';
 import { PcmDecoder } from './decoders/pcm.js';
 import { WebCodecsOpusDecoder, webCodecsOpusUnavailable } from './decoders/webcodecs-opus.js';
 import { WasmOpusDecoder, wasmOpusUnavailable } from './decoders/wasm-opus.js';
@@ -89,7 +89,8 @@ export class NovncAudio extends EventTarget {
    *        worker; Firefox 4.0-5.4 against 9.5-14.0. Decoding a 20 ms frame costs ~0.15 ms, less
    *        than the extra task per frame that the worker's reply costs the main thread.
    * @param {'auto'|'worklet'|'scheduled'} [opts.output='auto'] AudioWorklet where the context
-   *        has one, else AudioBufferSourceNodes scheduled on the context timeline
+   *        has one, else AudioBufferSourceNodes scheduled on the context timeline; WebKitGTK
+   *        schedules even where it has a worklet (measured better there: select.js)
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
    * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p99
@@ -484,6 +485,7 @@ export class NovncAudio extends EventTarget {
       output: this.outputChoice,
       worklet: WorkletOutput.available(this._ctx),
       scheduled: ScheduledOutput.available(this._ctx),
+      engine: engineOf(globalThis.navigator ? globalThis.navigator.userAgent : ''),
     });
     if (!pick.output) throw new Error(pick.error);
     try {
@@ -826,8 +828,13 @@ export class NovncAudio extends EventTarget {
     // buffer above its low-water mark (the fill sampled here swings by a frame), the decoder and
     // the engine's output.
     const meanFillMs = (st.minBufferedMs + st.maxBufferedMs) / 2;
-    st.latencyMs = (st.buffering ? 0 : frameMs / 2 + meanFillMs) + (st.codec === 'opus' ? OPUS_LOOKAHEAD_MS : 0)
-      + (this._networkMs || 0) + this._jitter.medianMs() + decMs + out.ms;
+    const terms = {
+      frameMs: st.buffering ? 0 : frameMs / 2, fillMs: st.buffering ? 0 : meanFillMs,
+      lookaheadMs: st.codec === 'opus' ? OPUS_LOOKAHEAD_MS : 0, networkMs: this._networkMs || 0,
+      lateMs: this._jitter.medianMs(), decoderMs: decMs, outputMs: out.ms,
+    };
+    st.latencyTerms = terms;
+    st.latencyMs = Object.values(terms).reduce((a, b) => a + b, 0);
     if (this._lastTs !== null && !st.buffering) {
       this._position = { ms: this._lastTs + frameMs - decMs - st.bufferedMs - out.ms, at: performance.now() };
     }
