@@ -182,7 +182,7 @@ export class NovncAudio extends EventTarget {
     this._lastReport = 0;
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
-      bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
+      bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, queueMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
       lateP99Ms: 0, latePeakMs: 0, lateStallMs: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
       outputLatencyKnown: false,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
@@ -735,7 +735,12 @@ export class NovncAudio extends EventTarget {
     // WebCodecs decodes asynchronously: the hole is where its frame comes out, found by timestamp.
     let gapMs = 0;
     if (this._gap && this._gap.ts === ts) { gapMs = this._gap.ms; this._gap = null; }
-    this._output.push(planes, frames, rate, gapMs);
+    // How late this audio reaches the output, against the fastest frame of the jitter window
+    // (arrival, and decoding): the output adds how long it then waits to be rendered, and the
+    // sum is the part of latencyMs above the fastest frame (the WASM decoder runs synchronously
+    // inside _onFrame and gives no timestamp: the frame is the last one received).
+    const lateMs = this._jitter.lateOf(ts ?? this._lastTs, performance.now());
+    this._output.push(planes, frames, rate, gapMs, lateMs);
   }
 
   _onDecoderError(e) {
@@ -810,9 +815,16 @@ export class NovncAudio extends EventTarget {
       st.targetMs = o.targetMs;
       st.speed = o.speed;
       st.stretchedMs = o.stretchedMs;
+      st.queueMs = o.queueMs;
       this._outputFrameMs = o.frameMs;
     }
     const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
+    // Chromium's figure steps by 8 ms between readings (43.6, 51.6, 59.6 with PulseAudio) around
+    // its measured path (50-55 ms): the median of the last 4 s of readings goes into latencyMs.
+    const outs = (this._outReadings ||= []);
+    outs.push(out.ms);
+    if (outs.length > 16) outs.shift();
+    out.ms = [...outs].sort((a, b) => a - b)[outs.length >> 1];
     st.outputLatencyMs = out.ms;
     st.outputLatencySource = out.source;
     st.outputLatencyKnown = out.source === 'getOutputTimestamp' || out.source === 'outputLatency';
@@ -823,15 +835,16 @@ export class NovncAudio extends EventTarget {
     const frameMs = this._frameMs || this._outputFrameMs || 20;
     const decMs = this._decoder ? this._decoder.queueSize * frameMs : 0;
     // Capture to sound. A sample waits for its frame to fill, and plays at the same place in the
-    // frame as the buffer drains: that is one frame. Then the encoder's lookahead, the way over
-    // (the handshake's one-way figure plus how late frames typically come), the mean fill of the
-    // buffer above its low-water mark (the fill sampled here swings by a frame), the decoder and
-    // the engine's output.
-    const meanFillMs = (st.minBufferedMs + st.maxBufferedMs) / 2;
+    // frame: that is one frame. Then the encoder's lookahead, the way over for the fastest frame
+    // (the handshake's one-way figure), and from there to the moment the graph renders it, as
+    // the output measured it on every chunk (queueMs: how late the chunk came, from arrival and
+    // decoding, plus the audio ahead of it), and the engine's output path. The buffer's fill
+    // sampled here (min + max) / 2 counted its swing and missed what the late frames add; on the
+    // engines harness it overshot Chromium's and Firefox's sound cards by 13-18 ms.
     const terms = {
-      frameMs: st.buffering ? 0 : frameMs / 2, fillMs: st.buffering ? 0 : meanFillMs,
+      frameMs: st.buffering ? 0 : frameMs, queueMs: st.buffering ? 0 : (st.queueMs ?? 0),
       lookaheadMs: st.codec === 'opus' ? OPUS_LOOKAHEAD_MS : 0, networkMs: this._networkMs || 0,
-      lateMs: this._jitter.medianMs(), decoderMs: decMs, outputMs: out.ms,
+      outputMs: out.ms,
     };
     st.latencyTerms = terms;
     st.latencyMs = Object.values(terms).reduce((a, b) => a + b, 0);

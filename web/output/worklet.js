@@ -8,8 +8,8 @@
 // Output interface (shared with output/scheduled.js):
 //   static available(ctx) -> reason string it cannot be used, or null
 //   static async create(ctx, destination, { targetMs, maxMs, jitterMs, delayMs }) -> output
-//   output.name, output.floorMs, push(planes, frames, rate, gapMs), flush(), configure(opts),
-//   stats() -> {...}, close()
+//   output.name, output.floorMs, push(planes, frames, rate, gapMs, lateMs), flush(),
+//   configure(opts), stats() -> {..., queueMs: lateMs + the wait to render, averaged}, close()
 import { LatencyPolicy, Splice } from './latency-policy.js';
 
 // The processor, as source text: a Blob URL module needs no extra file fetched from a possibly
@@ -35,6 +35,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.xfrom = [0, 0];
     this.dry = false;           // ran dry: an underrun, unless the stream had a gap (flush)
     this.decay = Splice.decayStep;
+    this.queueMs = null;        // how late chunks come + the audio ahead of them (EWMA)
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
   allocate(rate) {
@@ -54,12 +55,15 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         this.policy.reset();
         this.pos = 0;
       }
-      this.push(m.channels, m.frames, m.gapMs || 0);
+      // lateMs was measured when the main thread posted this; add the message's own way here.
+      const late = (m.lateMs || 0) + (m.at >= 0 ? Math.max(0, currentTime - m.at) * 1000 : 0);
+      this.push(m.channels, m.frames, m.gapMs || 0, late);
     } else if (m.type === 'flush') {
       // Stale audio goes; the sound decays from the last sample (process), the next starts fresh.
       this.r = 0; this.n = 0; this.pos = 0;
       this.policy.reset();
       this.dry = false;
+      this.queueMs = null;
     } else if (m.type === 'config') {
       this.policy.configure(m);
       if (this.frames(this.policy.maxMs) * 2 > this.cap) this.allocate(this.inRate);
@@ -88,7 +92,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     }
     this.write(p, frames);
   }
-  push(channels, frames, gapMs) {
+  push(channels, frames, gapMs, lateMs) {
     if (frames > this.cap / 2) {             // absurd chunk: keep its tail
       const skip = frames - Math.floor(this.cap / 2);
       channels = channels.map((c) => c.subarray(skip));
@@ -109,6 +113,8 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.writeDecay(Math.min(this.frames(gapMs), this.cap / 4));
       Splice.fadeFrom([this.lastStored(0), this.lastStored(1)], channels, frames);
     }
+    const q = lateMs + this.ms(this.n);     // late, plus the audio it plays after
+    this.queueMs = this.queueMs === null ? q : this.queueMs + (q - this.queueMs) / 16;
     this.write(channels, frames);
     const excess = this.frames(this.policy.excessAfterPush(this.ms(this.n)) + this.policy.takeDrop());
     if (excess > 0) {                        // a burst over the cap: drop the oldest, crossfaded
@@ -182,6 +188,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         playing: this.policy.playing,
         targetMs: this.policy.workTargetMs,
         frameMs: this.policy.frameMs,
+        queueMs: this.queueMs,
       });
       this.minBuf = Infinity; this.maxBuf = this.n;
     }
@@ -212,6 +219,7 @@ export class WorkletOutput {
 
   constructor(ctx, destination, opts) {
     this.name = 'worklet';
+    this._ctx = ctx;
     // The floor. The engine pulls base latency's worth at a time (Chromium 512 frames, Firefox
     // 896), but the fill the policy keeps is the low-water mark just before a frame arrives,
     // which is already after the engine's last pull: only the next pull must find its audio,
@@ -237,8 +245,9 @@ export class WorkletOutput {
   }
 
   /** gapMs: audio lost before this, that nothing concealed: its time is filled with a fade. */
-  push(planes, frames, rate, gapMs = 0) {
-    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs }, planes.map((p) => p.buffer));
+  push(planes, frames, rate, gapMs = 0, lateMs = 0) {
+    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs, lateMs, at: this._ctx.currentTime },
+      planes.map((p) => p.buffer));
   }
 
   flush() { this._node.port.postMessage({ type: 'flush' }); }
