@@ -64,6 +64,9 @@ def row(r, frame_ms):
         "card_median": num("cardMedian"), "card_p99": num("cardP99"),
         "underruns_per_min": num("underrunsPerMin"), "latency_ms_median": num("latencyMsMedian"),
         "clicks": r.get("clicks"), "card_clicks": r.get("cardClicks"), "error": r.get("error"),
+        "output_latency_known": (r.get("lastStats") or {}).get("outputLatencyKnown"),
+        "latency_terms": (r.get("lastStats") or {}).get("latencyTerms"),
+        "user_agent": r.get("userAgent"),
     }
     if out["rendered_median"] is not None and out["card_median"] is not None:
         out["render_to_card"] = out["card_median"] - out["rendered_median"]

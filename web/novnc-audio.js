@@ -23,7 +23,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, pickDecoder, pickOutput } from './select.js';
+import { engineOf, pickContextRate, pickDecoder, pickOutput } from './select.js';
 import { PcmDecoder } from './decoders/pcm.js';
 import { WebCodecsOpusDecoder, webCodecsOpusUnavailable } from './decoders/webcodecs-opus.js';
 import { WasmOpusDecoder, wasmOpusUnavailable } from './decoders/wasm-opus.js';
@@ -99,8 +99,9 @@ export class NovncAudio extends EventTarget {
    *        small JSON text message on the stream socket; the daemon shows them in /stats)
    * @param {string} [opts.token]            the daemon's token (--token-file), added as ?token=
    * @param {number} [opts.volume=1]
-   * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
-   *        the output then resamples)
+   * @param {number|null} [opts.sampleRate] AudioContext rate (null: the device's own, and the
+   *        output resamples). Default by engine, measured (select.js pickContextRate): the
+   *        device's in Chromium, 48000 elsewhere
    * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint='interactive'] the
    *        AudioContext's latencyHint
    * @param {number} [opts.blindFloorMs=40] the buffer's floor where the engine reports no output
@@ -142,7 +143,8 @@ export class NovncAudio extends EventTarget {
     this.adaptive = opts.adaptive !== false;
     this.pcmSampleRate = Number(opts.pcmSampleRate || 48000);
     this.pcmChannels = Number(opts.pcmChannels || 2);
-    this.contextSampleRate = opts.sampleRate === undefined ? 48000 : opts.sampleRate;
+    this.engine = engineOf(globalThis.navigator ? globalThis.navigator.userAgent : '');
+    this.contextSampleRate = pickContextRate({ sampleRate: opts.sampleRate, engine: this.engine });
     this.latencyHint = opts.latencyHint ?? 'interactive';
     this.blindFloorMs = Number(opts.blindFloorMs ?? BLIND_FLOOR_MS);
     this.floorMode = opts.floor === 'quantum' ? 'quantum' : 'engine';
@@ -485,7 +487,7 @@ export class NovncAudio extends EventTarget {
       output: this.outputChoice,
       worklet: WorkletOutput.available(this._ctx),
       scheduled: ScheduledOutput.available(this._ctx),
-      engine: engineOf(globalThis.navigator ? globalThis.navigator.userAgent : ''),
+      engine: this.engine,
     });
     if (!pick.output) throw new Error(pick.error);
     try {

@@ -42,6 +42,22 @@ export function engineOf(ua = '') {
 }
 
 /**
+ * The AudioContext's sample rate: what the page asked for (a number, or null for the device's
+ * own), else by engine, as measured (docs/PERFORMANCE.md, LAN per engine, a 44.1 kHz sound card):
+ * Chromium opens its output at the context's rate and resamples to the device's inside its
+ * output path, so the device's rate (null: the module resamples instead) reaches the card
+ * sooner. Firefox's own default was 48 kHz on that card (no difference to measure); WebKitGTK
+ * stays at the stream's 48 kHz (with the device's rate it played no tone: not investigated).
+ * @param {number|null|undefined} f.sampleRate  the sampleRate option
+ * @param {string} [f.engine]                   engineOf(navigator.userAgent)
+ * @returns {number|null}
+ */
+export function pickContextRate({ sampleRate, engine = 'other' }) {
+  if (sampleRate !== undefined) return sampleRate;
+  return engine === 'chromium' ? null : 48000;
+}
+
+/**
  * @param {'auto'|'worklet'|'scheduled'} f.output  what the user asked for
  * @param {string|null} f.worklet    why AudioWorklet cannot be used, or null
  * @param {string|null} f.scheduled  why scheduled buffers cannot be used, or null

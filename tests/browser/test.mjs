@@ -28,7 +28,7 @@ import { chromium } from 'playwright-core';
 import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { NovncAudio } from '../../web/novnc-audio.js';
-import { engineOf, pickDecoder, pickOutput } from '../../web/select.js';
+import { engineOf, pickContextRate, pickDecoder, pickOutput } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -312,6 +312,17 @@ test('engineOf tells the engines apart by their user agent strings', () => {
   assert.equal(engineOf(ua.safari), 'safari');
   assert.equal(engineOf(ua.iphone), 'safari');
   assert.equal(engineOf(''), 'other');
+});
+
+test('the AudioContext rate: the option wins, else the device rate in Chromium, 48 kHz elsewhere', () => {
+  assert.equal(pickContextRate({ engine: 'chromium' }), null);
+  assert.equal(pickContextRate({ engine: 'firefox' }), 48000);
+  assert.equal(pickContextRate({ engine: 'webkitgtk' }), 48000);
+  assert.equal(pickContextRate({ engine: 'safari' }), 48000);
+  assert.equal(pickContextRate({ engine: 'other' }), 48000);
+  assert.equal(pickContextRate({ sampleRate: 48000, engine: 'chromium' }), 48000);
+  assert.equal(pickContextRate({ sampleRate: null, engine: 'webkitgtk' }), null);
+  assert.equal(pickContextRate({ sampleRate: 44100, engine: 'firefox' }), 44100);
 });
 
 test('the daemon serves the page and every file under web/ with the right types', async (t) => {

@@ -55,9 +55,10 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         this.policy.reset();
         this.pos = 0;
       }
-      // lateMs was measured when the main thread posted this; add the message's own way here.
-      const late = (m.lateMs || 0) + (m.at >= 0 ? Math.max(0, currentTime - m.at) * 1000 : 0);
-      this.push(m.channels, m.frames, m.gapMs || 0, late);
+      // lateMs is as the main thread posted it. The message's own way here (currentTime now
+      // minus the main thread's currentTime then, half a render burst on average) was tried and
+      // overshot: latencyMs then rose 7-16 ms above the sound card in Chromium and Firefox.
+      this.push(m.channels, m.frames, m.gapMs || 0, m.lateMs || 0);
     } else if (m.type === 'flush') {
       // Stale audio goes; the sound decays from the last sample (process), the next starts fresh.
       this.r = 0; this.n = 0; this.pos = 0;
@@ -219,7 +220,6 @@ export class WorkletOutput {
 
   constructor(ctx, destination, opts) {
     this.name = 'worklet';
-    this._ctx = ctx;
     // The floor. The engine pulls base latency's worth at a time (Chromium 512 frames, Firefox
     // 896), but the fill the policy keeps is the low-water mark just before a frame arrives,
     // which is already after the engine's last pull: only the next pull must find its audio,
@@ -246,8 +246,7 @@ export class WorkletOutput {
 
   /** gapMs: audio lost before this, that nothing concealed: its time is filled with a fade. */
   push(planes, frames, rate, gapMs = 0, lateMs = 0) {
-    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs, lateMs, at: this._ctx.currentTime },
-      planes.map((p) => p.buffer));
+    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs, lateMs }, planes.map((p) => p.buffer));
   }
 
   flush() { this._node.port.postMessage({ type: 'flush' }); }
