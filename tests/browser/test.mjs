@@ -219,8 +219,12 @@ async function dominant(page, n = 7) {
 function assertTone(f, label) {
   log(`${label}: dominant ${f.hz.toFixed(1)} Hz at ${f.db.toFixed(1)} dB (bin ${f.binHz.toFixed(2)} Hz)`);
   assert.ok(f.db > -60, `${label}: output is silent (peak ${f.db} dB)`);
-  assert.ok(Math.abs(f.hz - TONE_HZ) <= f.binHz * 1.0001,
-    `${label}: dominant frequency ${f.hz} Hz, want ${TONE_HZ} ±1 bin (${f.binHz} Hz)`);
+  // One FFT bin, and the playout speed the jitter buffer may run at (latency-policy.js: up to
+  // +1 %, while it drains a backlog): at a 44.1 kHz context (Chromium at the device's rate, this
+  // PulseAudio's) a bin is 5.38 Hz and 440 Hz + 1 % reads as the bin at 446.8 Hz.
+  const tol = f.binHz * 1.0001 + TONE_HZ * 0.01;
+  assert.ok(Math.abs(f.hz - TONE_HZ) <= tol,
+    `${label}: dominant frequency ${f.hz} Hz, want ${TONE_HZ} ±1 bin (${f.binHz} Hz) ±1 % (playout speed)`);
 }
 
 // ------------------------------------------------------------------------------------ tests
