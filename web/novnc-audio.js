@@ -701,6 +701,7 @@ export class NovncAudio extends EventTarget {
       if (this._output) this._output.flush();
     }
     this._jitter.arrived(ts, now);
+    this._lateAtArrival = this._jitter.lateOf(ts, now);
     this._lastTs = ts;
     this._lastArrival = now;
 
@@ -737,11 +738,14 @@ export class NovncAudio extends EventTarget {
     // WebCodecs decodes asynchronously: the hole is where its frame comes out, found by timestamp.
     let gapMs = 0;
     if (this._gap && this._gap.ts === ts) { gapMs = this._gap.ms; this._gap = null; }
-    // How late this audio reaches the output, against the fastest frame of the jitter window
-    // (arrival, and decoding): the output adds how long it then waits to be rendered, and the
-    // sum is the part of latencyMs above the fastest frame (the WASM decoder runs synchronously
-    // inside _onFrame and gives no timestamp: the frame is the last one received).
-    const lateMs = this._jitter.lateOf(ts ?? this._lastTs, performance.now());
+    // How late this audio reaches the output, against the fastest frame of the jitter window:
+    // the last frame's lateness on arrival plus the time since (decoding). The output adds how
+    // long it then waits to be rendered; the sum is the part of latencyMs above the fastest
+    // frame. Not from the decoder's output timestamp: in a 10-minute Chromium run (WebCodecs),
+    // after one stall and two holes, latencyMs computed so stayed 38 ms high while the buffer
+    // was back at its level; a decoder that stamps its output continuously (not verified) would
+    // do that, the arrival's lateness cannot.
+    const lateMs = (this._lateAtArrival || 0) + (this._lastArrival === null ? 0 : performance.now() - this._lastArrival);
     this._output.push(planes, frames, rate, gapMs, lateMs);
   }
 
