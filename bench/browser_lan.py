@@ -64,6 +64,9 @@ def row(r, frame_ms):
         "card_median": num("cardMedian"), "card_p99": num("cardP99"),
         "underruns_per_min": num("underrunsPerMin"), "latency_ms_median": num("latencyMsMedian"),
         "clicks": r.get("clicks"), "card_clicks": r.get("cardClicks"), "error": r.get("error"),
+        "output_latency_known": (r.get("lastStats") or {}).get("outputLatencyKnown"),
+        "latency_terms": (r.get("lastStats") or {}).get("latencyTerms"),
+        "user_agent": r.get("userAgent"),
     }
     if out["rendered_median"] is not None and out["card_median"] is not None:
         out["render_to_card"] = out["card_median"] - out["rendered_median"]
@@ -87,6 +90,8 @@ def markdown(res):
          "sink -> card med / p99 ms | render -> card ms | underruns / min | latencyMs (output source) |",
          "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
+        if str(r.get("plays") or "").startswith("driver stalled"):
+            continue  # geckodriver stopped answering; the case ran again in a new session (next row)
         if r.get("error") and r.get("rendered_median") is None:
             L.append(f"| {r['engine']} | {r['origin']} | {r['frame_ms']} | failed: "
                      f"{str(r['error'])[:80]} | | | | | | |")
@@ -95,7 +100,8 @@ def markdown(res):
                  f"{r['sample_rate'] or '-'} | {fmt(r['rendered_median'])} / {fmt(r['rendered_p99'])} | "
                  f"{fmt(r['card_median'])} / {fmt(r['card_p99'])} | {fmt(r.get('render_to_card'))} | "
                  f"{fmt(r['underruns_per_min'], 1)} | {fmt(r['latency_ms_median'])} "
-                 f"({r['output_latency_source'] or '-'}) |")
+                 f"({r['output_latency_source'] or '-'}"
+                 f"{'; output path not reported, left out' if r.get('output_latency_known') is False else ''}) |")
     L.append("")
     return "\n".join(L)
 

@@ -23,7 +23,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { pickDecoder, pickOutput } from './select.js';
+import { engineOf, pickContextRate, pickDecoder, pickOutput } from './select.js';
 import { PcmDecoder } from './decoders/pcm.js';
 import { WebCodecsOpusDecoder, webCodecsOpusUnavailable } from './decoders/webcodecs-opus.js';
 import { WasmOpusDecoder, wasmOpusUnavailable } from './decoders/wasm-opus.js';
@@ -89,7 +89,8 @@ export class NovncAudio extends EventTarget {
    *        worker; Firefox 4.0-5.4 against 9.5-14.0. Decoding a 20 ms frame costs ~0.15 ms, less
    *        than the extra task per frame that the worker's reply costs the main thread.
    * @param {'auto'|'worklet'|'scheduled'} [opts.output='auto'] AudioWorklet where the context
-   *        has one, else AudioBufferSourceNodes scheduled on the context timeline
+   *        has one, else AudioBufferSourceNodes scheduled on the context timeline; WebKitGTK
+   *        schedules even where it has a worklet (measured better there: select.js)
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
    * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p99
@@ -98,8 +99,9 @@ export class NovncAudio extends EventTarget {
    *        small JSON text message on the stream socket; the daemon shows them in /stats)
    * @param {string} [opts.token]            the daemon's token (--token-file), added as ?token=
    * @param {number} [opts.volume=1]
-   * @param {number|null} [opts.sampleRate=48000] AudioContext rate (null: the browser's default;
-   *        the output then resamples)
+   * @param {number|null} [opts.sampleRate] AudioContext rate (null: the device's own, and the
+   *        output resamples). Default by engine, measured (select.js pickContextRate): the
+   *        device's in Chromium, 48000 elsewhere
    * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint='interactive'] the
    *        AudioContext's latencyHint
    * @param {number} [opts.blindFloorMs=40] the buffer's floor where the engine reports no output
@@ -141,7 +143,8 @@ export class NovncAudio extends EventTarget {
     this.adaptive = opts.adaptive !== false;
     this.pcmSampleRate = Number(opts.pcmSampleRate || 48000);
     this.pcmChannels = Number(opts.pcmChannels || 2);
-    this.contextSampleRate = opts.sampleRate === undefined ? 48000 : opts.sampleRate;
+    this.engine = engineOf(globalThis.navigator ? globalThis.navigator.userAgent : '');
+    this.contextSampleRate = pickContextRate({ sampleRate: opts.sampleRate, engine: this.engine });
     this.latencyHint = opts.latencyHint ?? 'interactive';
     this.blindFloorMs = Number(opts.blindFloorMs ?? BLIND_FLOOR_MS);
     this.floorMode = opts.floor === 'quantum' ? 'quantum' : 'engine';
@@ -181,7 +184,7 @@ export class NovncAudio extends EventTarget {
     this._lastReport = 0;
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
-      bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
+      bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, queueMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
       lateP99Ms: 0, latePeakMs: 0, lateStallMs: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
       outputLatencyKnown: false,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
@@ -484,6 +487,7 @@ export class NovncAudio extends EventTarget {
       output: this.outputChoice,
       worklet: WorkletOutput.available(this._ctx),
       scheduled: ScheduledOutput.available(this._ctx),
+      engine: this.engine,
     });
     if (!pick.output) throw new Error(pick.error);
     try {
@@ -697,6 +701,7 @@ export class NovncAudio extends EventTarget {
       if (this._output) this._output.flush();
     }
     this._jitter.arrived(ts, now);
+    this._lateAtArrival = this._jitter.lateOf(ts, now);
     this._lastTs = ts;
     this._lastArrival = now;
 
@@ -733,7 +738,15 @@ export class NovncAudio extends EventTarget {
     // WebCodecs decodes asynchronously: the hole is where its frame comes out, found by timestamp.
     let gapMs = 0;
     if (this._gap && this._gap.ts === ts) { gapMs = this._gap.ms; this._gap = null; }
-    this._output.push(planes, frames, rate, gapMs);
+    // How late this audio reaches the output, against the fastest frame of the jitter window:
+    // the last frame's lateness on arrival plus the time since (decoding). The output adds how
+    // long it then waits to be rendered; the sum is the part of latencyMs above the fastest
+    // frame. Not from the decoder's output timestamp: in a 10-minute Chromium run (WebCodecs),
+    // after one stall and two holes, latencyMs computed so stayed 38 ms high while the buffer
+    // was back at its level; a decoder that stamps its output continuously (not verified) would
+    // do that, the arrival's lateness cannot.
+    const lateMs = (this._lateAtArrival || 0) + (this._lastArrival === null ? 0 : performance.now() - this._lastArrival);
+    this._output.push(planes, frames, rate, gapMs, lateMs);
   }
 
   _onDecoderError(e) {
@@ -808,9 +821,16 @@ export class NovncAudio extends EventTarget {
       st.targetMs = o.targetMs;
       st.speed = o.speed;
       st.stretchedMs = o.stretchedMs;
+      st.queueMs = o.queueMs;
       this._outputFrameMs = o.frameMs;
     }
     const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
+    // Chromium's figure steps by 8 ms between readings (43.6, 51.6, 59.6 with PulseAudio) around
+    // its measured path (50-55 ms): the median of the last 4 s of readings goes into latencyMs.
+    const outs = (this._outReadings ||= []);
+    outs.push(out.ms);
+    if (outs.length > 16) outs.shift();
+    out.ms = [...outs].sort((a, b) => a - b)[outs.length >> 1];
     st.outputLatencyMs = out.ms;
     st.outputLatencySource = out.source;
     st.outputLatencyKnown = out.source === 'getOutputTimestamp' || out.source === 'outputLatency';
@@ -821,13 +841,19 @@ export class NovncAudio extends EventTarget {
     const frameMs = this._frameMs || this._outputFrameMs || 20;
     const decMs = this._decoder ? this._decoder.queueSize * frameMs : 0;
     // Capture to sound. A sample waits for its frame to fill, and plays at the same place in the
-    // frame as the buffer drains: that is one frame. Then the encoder's lookahead, the way over
-    // (the handshake's one-way figure plus how late frames typically come), the mean fill of the
-    // buffer above its low-water mark (the fill sampled here swings by a frame), the decoder and
-    // the engine's output.
-    const meanFillMs = (st.minBufferedMs + st.maxBufferedMs) / 2;
-    st.latencyMs = (st.buffering ? 0 : frameMs / 2 + meanFillMs) + (st.codec === 'opus' ? OPUS_LOOKAHEAD_MS : 0)
-      + (this._networkMs || 0) + this._jitter.medianMs() + decMs + out.ms;
+    // frame: that is one frame. Then the encoder's lookahead, the way over for the fastest frame
+    // (the handshake's one-way figure), and from there to the moment the graph renders it, as
+    // the output measured it on every chunk (queueMs: how late the chunk came, from arrival and
+    // decoding, plus the audio ahead of it), and the engine's output path. The buffer's fill
+    // sampled here (min + max) / 2 counted its swing and missed what the late frames add; on the
+    // engines harness it overshot Chromium's and Firefox's sound cards by 13-18 ms.
+    const terms = {
+      frameMs: st.buffering ? 0 : frameMs, queueMs: st.buffering ? 0 : (st.queueMs ?? 0),
+      lookaheadMs: st.codec === 'opus' ? OPUS_LOOKAHEAD_MS : 0, networkMs: this._networkMs || 0,
+      outputMs: out.ms,
+    };
+    st.latencyTerms = terms;
+    st.latencyMs = Object.values(terms).reduce((a, b) => a + b, 0);
     if (this._lastTs !== null && !st.buffering) {
       this._position = { ms: this._lastTs + frameMs - decMs - st.bufferedMs - out.ms, at: performance.now() };
     }

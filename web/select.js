@@ -29,15 +29,49 @@ export function pickDecoder({ codec = 'auto', decoder = 'auto', webcodecs, wasm 
 }
 
 /**
+ * Which engine renders the page, from its user agent string: 'chromium' (Chrome, Edge and the
+ * other Blink browsers), 'firefox', 'webkitgtk' (WebKitGTK and WPE: WebKit on Linux), 'safari'
+ * (WebKit on Apple systems), or 'other'. Only for choices measured per engine (pickOutput).
+ * @param {string} ua navigator.userAgent
+ */
+export function engineOf(ua = '') {
+  if (/Firefox\//.test(ua)) return 'firefox';
+  if (/Chrom(e|ium)\/|Edg\//.test(ua)) return 'chromium';
+  if (/AppleWebKit\//.test(ua)) return /Linux|X11/.test(ua) && !/Android/.test(ua) ? 'webkitgtk' : 'safari';
+  return 'other';
+}
+
+/**
+ * The AudioContext's sample rate: what the page asked for (a number, or null for the device's
+ * own), else by engine, as measured (docs/PERFORMANCE.md, LAN per engine, a 44.1 kHz sound card):
+ * Chromium opens its output at the context's rate and resamples to the device's inside its
+ * output path, so the device's rate (null: the module resamples instead) reaches the card
+ * sooner. Firefox's own default was 48 kHz on that card (no difference to measure); WebKitGTK
+ * stays at the stream's 48 kHz (with the device's rate it played no tone: not investigated).
+ * @param {number|null|undefined} f.sampleRate  the sampleRate option
+ * @param {string} [f.engine]                   engineOf(navigator.userAgent)
+ * @returns {number|null}
+ */
+export function pickContextRate({ sampleRate, engine = 'other' }) {
+  if (sampleRate !== undefined) return sampleRate;
+  return engine === 'chromium' ? null : 48000;
+}
+
+/**
  * @param {'auto'|'worklet'|'scheduled'} f.output  what the user asked for
  * @param {string|null} f.worklet    why AudioWorklet cannot be used, or null
  * @param {string|null} f.scheduled  why scheduled buffers cannot be used, or null
+ * @param {string} [f.engine]        engineOf(navigator.userAgent)
  * @returns {{output: 'worklet'|'scheduled'|null, error: string}}
  */
-export function pickOutput({ output = 'auto', worklet, scheduled }) {
+export function pickOutput({ output = 'auto', worklet, scheduled, engine = 'other' }) {
   if (output === 'worklet') return worklet ? { output: null, error: `cannot use the AudioWorklet output: ${worklet}` } : { output, error: '' };
   if (output === 'scheduled') return scheduled ? { output: null, error: `cannot schedule audio: ${scheduled}` } : { output, error: '' };
-  // The worklet keeps playing through main-thread stalls (noVNC drawing); prefer it where it exists.
+  // WebKitGTK plays the worklet later and less evenly than scheduled buffers, by measurement
+  // (docs/PERFORMANCE.md, LAN per engine): schedule there even on secure pages. Safari's
+  // worklet (CoreAudio) was not measured and keeps the default.
+  if (engine === 'webkitgtk' && !scheduled) return { output: 'scheduled', error: '' };
+  // Elsewhere the worklet keeps playing through main-thread stalls (noVNC drawing): prefer it.
   if (!worklet) return { output: 'worklet', error: '' };
   if (!scheduled) return { output: 'scheduled', error: '' };
   return { output: null, error: `cannot play audio: ${worklet}, and ${scheduled}` };

@@ -122,6 +122,14 @@ export class ArrivalJitter {
     return late[Math.min(n - 1, Math.floor(n * this.percentile))];
   }
 
+  /** How late (ms) audio of timestamp tsMs is at nowMs, against the fastest frame of the window. */
+  lateOf(tsMs, nowMs) {
+    if (!this._d.length) return 0;
+    let min = Infinity;
+    for (const d of this._d) if (d < min) min = d;
+    return Math.max(0, nowMs - tsMs - min);
+  }
+
   /** Median lateness (ms): the part of the network delay above the fastest frame. */
   medianMs() {
     const n = this._d.length;

@@ -53,6 +53,7 @@ export class ScheduledOutput {
     this._stretchMs = 0;
     this._minFill = Infinity;
     this._maxFill = 0;
+    this._queueMs = null;      // how late chunks come + how long they wait to render (EWMA)
   }
 
   _nowFrame() { return this._ctx.currentTime * this._rate; }
@@ -70,7 +71,7 @@ export class ScheduledOutput {
     while (this._queue.length && this._queue[0].endFrame <= now) this._queue.shift();
   }
 
-  push(planes, frames, rate, gapMs = 0) {
+  push(planes, frames, rate, gapMs = 0, lateMs = 0) {
     if (!frames) return;
     this._clean();
     const now = this._nowFrame();
@@ -95,6 +96,7 @@ export class ScheduledOutput {
       } else {
         Splice.fadeFrom(this._last, [l, r], l.length);
       }
+      this._queued(lateMs, now);
       this._schedule(l, r);
     } else {
       if (gapMs > 0) {
@@ -102,12 +104,19 @@ export class ScheduledOutput {
         this._nextFrame += Math.round(gapMs * this._rate / 1000);
         Splice.fadeFrom([0, 0], [l, r], l.length);
       }
+      this._queued(lateMs, now);
       this._schedule(l, r);
       const excessMs = this._policy.excessAfterPush(this._fillMs()) + this._policy.takeDrop();
       if (excessMs > 0) this._drop(Math.round(excessMs * this._rate / 1000));
     }
     const fill = this._fillMs();
     if (fill > this._maxFill) this._maxFill = fill;
+  }
+
+  /** A chunk lateMs late is scheduled at _nextFrame: queueMs follows lateness + the wait. */
+  _queued(lateMs, now) {
+    const q = lateMs + this._ms(this._nextFrame - now);
+    this._queueMs = this._queueMs === null ? q : this._queueMs + (q - this._queueMs) / 16;
   }
 
   /** Planar Float32 at `rate` -> planes at the context rate, played `speed` times faster. */
@@ -207,6 +216,7 @@ export class ScheduledOutput {
     if (this._queue.length) this._setTail();
     this._policy.reset();
     this._dry = false;
+    this._queueMs = null;
   }
 
   configure(opts) { this._policy.configure(opts); }
@@ -227,6 +237,7 @@ export class ScheduledOutput {
       playing: this._policy.playing,
       targetMs: this._policy.workTargetMs,
       frameMs: this._policy.frameMs,
+      queueMs: this._queueMs,
     };
     this._minFill = Infinity;
     this._maxFill = fill;

@@ -8,8 +8,8 @@
 // Output interface (shared with output/scheduled.js):
 //   static available(ctx) -> reason string it cannot be used, or null
 //   static async create(ctx, destination, { targetMs, maxMs, jitterMs, delayMs }) -> output
-//   output.name, output.floorMs, push(planes, frames, rate, gapMs), flush(), configure(opts),
-//   stats() -> {...}, close()
+//   output.name, output.floorMs, push(planes, frames, rate, gapMs, lateMs), flush(),
+//   configure(opts), stats() -> {..., queueMs: lateMs + the wait to render, averaged}, close()
 import { LatencyPolicy, Splice } from './latency-policy.js';
 
 // The processor, as source text: a Blob URL module needs no extra file fetched from a possibly
@@ -35,6 +35,9 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.xfrom = [0, 0];
     this.dry = false;           // ran dry: an underrun, unless the stream had a gap (flush)
     this.decay = Splice.decayStep;
+    this.queueMs = null;        // how late chunks come + the audio ahead of them (EWMA)
+    this.qMin = Infinity;
+    this.qCount = 0;
     this.port.onmessage = (e) => this.onMessage(e.data);
   }
   allocate(rate) {
@@ -54,12 +57,16 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         this.policy.reset();
         this.pos = 0;
       }
-      this.push(m.channels, m.frames, m.gapMs || 0);
+      // lateMs is as the main thread posted it. The message's own way here (currentTime now
+      // minus the main thread's currentTime then, half a render burst on average) was tried and
+      // overshot: latencyMs then rose 7-16 ms above the sound card in Chromium and Firefox.
+      this.push(m.channels, m.frames, m.gapMs || 0, m.lateMs || 0);
     } else if (m.type === 'flush') {
       // Stale audio goes; the sound decays from the last sample (process), the next starts fresh.
       this.r = 0; this.n = 0; this.pos = 0;
       this.policy.reset();
       this.dry = false;
+      this.queueMs = null;
     } else if (m.type === 'config') {
       this.policy.configure(m);
       if (this.frames(this.policy.maxMs) * 2 > this.cap) this.allocate(this.inRate);
@@ -88,7 +95,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     }
     this.write(p, frames);
   }
-  push(channels, frames, gapMs) {
+  push(channels, frames, gapMs, lateMs) {
     if (frames > this.cap / 2) {             // absurd chunk: keep its tail
       const skip = frames - Math.floor(this.cap / 2);
       channels = channels.map((c) => c.subarray(skip));
@@ -108,6 +115,18 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       // Lost audio nothing concealed: its time filled by a fade out, then this fades in.
       this.writeDecay(Math.min(this.frames(gapMs), this.cap / 4));
       Splice.fadeFrom([this.lastStored(0), this.lastStored(1)], channels, frames);
+    }
+    // Late, plus the audio it plays after; the lowest of every 8 chunks. The engine renders a
+    // burst of quanta at once (Chromium 4-5, Firefox 7) and messages come in between, so the
+    // fill here counts audio the next burst renders at once: the mean of lateness + fill was
+    // 9-12 ms above what the clicks measured (sink -> rendered - frame - lookahead), the low
+    // point of the burst cycle is what the policy holds at its target.
+    const q = lateMs + this.ms(this.n);
+    this.qMin = Math.min(this.qMin ?? Infinity, q);
+    if (++this.qCount >= 8 || this.queueMs === null) {
+      this.queueMs = this.queueMs === null ? this.qMin : this.queueMs + (this.qMin - this.queueMs) / 4;
+      this.qMin = Infinity;
+      this.qCount = 0;
     }
     this.write(channels, frames);
     const excess = this.frames(this.policy.excessAfterPush(this.ms(this.n)) + this.policy.takeDrop());
@@ -182,6 +201,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         playing: this.policy.playing,
         targetMs: this.policy.workTargetMs,
         frameMs: this.policy.frameMs,
+        queueMs: this.queueMs,
       });
       this.minBuf = Infinity; this.maxBuf = this.n;
     }
@@ -237,8 +257,8 @@ export class WorkletOutput {
   }
 
   /** gapMs: audio lost before this, that nothing concealed: its time is filled with a fade. */
-  push(planes, frames, rate, gapMs = 0) {
-    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs }, planes.map((p) => p.buffer));
+  push(planes, frames, rate, gapMs = 0, lateMs = 0) {
+    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs, lateMs }, planes.map((p) => p.buffer));
   }
 
   flush() { this._node.port.postMessage({ type: 'flush' }); }

@@ -9,6 +9,7 @@ export const PAGE_STATE = `
     secure: window.isSecureContext,
     connected: document.documentElement.classList.contains('noVNC_connected'),
     novncStatus: st ? st.textContent : null,
+    userAgent: navigator.userAgent,
     hasModule: !!a,
     state: a ? a.state : null,
     stats: a ? a.stats : null,
