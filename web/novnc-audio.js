@@ -43,6 +43,10 @@ const MAX_CONCEALED_FRAMES = 5;       // a longer hole is a stall, not a lost fr
 const MAIN_THREAD_WINDOW_S = 5;       // stats.mainThreadMsPerS is over this much audio
 const OPUS_LOOKAHEAD_MS = 2.5;        // the daemon's encoder (restricted low delay)
 const REPORT_INTERVAL_MS = 5000;      // playout figures to the daemon, as a text message
+// The network term: the shortest echoed round trip of the playout reports over this window,
+// halved (a stall or a busy main thread only lengthens a round trip, so the shortest is the
+// link's). Four reports: a link that slows or recovers is followed within about 20 s.
+const ECHO_WINDOW_MS = 20000;
 const MAX_AUDIO_DELAY_MS = 2000;
 const BLIND_FLOOR_MS = 40;      // the buffer's floor where the engine hides its output path
 const SILENT_REASON = 'connected; the desktop is silent';
@@ -180,12 +184,13 @@ export class NovncAudio extends EventTarget {
     this._gap = null;             // { ts, ms }: audio lost before frame ts, not concealed
     this._openStart = null;
     this._networkMs = null;
+    this._echoes = [];                  // { at, rttMs } of the echoed reports, ECHO_WINDOW_MS
     this._position = null;        // { ms, at }: stream position at a performance.now()
     this._lastReport = 0;
     this._stats = {
       frames: 0, bytesReceived: 0, underruns: 0, droppedForLatency: 0, droppedMs: 0,
       bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, queueMs: 0, latencyMs: 0, jitterMs: 0, targetMs: 0,
-      lateP99Ms: 0, latePeakMs: 0, lateStallMs: 0, networkMs: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
+      lateP99Ms: 0, latePeakMs: 0, lateStallMs: 0, networkMs: null, networkSource: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
       outputLatencyKnown: false,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
       codec: null, decoder: null, output: null, mainThreadMsPerS: null, concealedFrames: 0,
@@ -224,7 +229,8 @@ export class NovncAudio extends EventTarget {
 
   /**
    * Capture to sound, in ms (= stats.latencyMs): the daemon's frame and encoder lookahead, the
-   * network (estimated from the WebSocket handshake plus how late frames come), the jitter
+   * network (the shortest echoed round trip of the playout reports, halved; the WebSocket
+   * handshake until the first echo) plus how late frames come, the jitter
    * buffer, the decoder and the engine's output path (stats.outputLatencySource says from what).
    */
   get playoutDelayMs() { return this._stats.latencyMs; }
@@ -591,14 +597,19 @@ export class NovncAudio extends EventTarget {
     ws.onopen = () => {
       if (gen !== this._gen) return;
       // The handshake is two round trips (TCP, then the HTTP upgrade): a quarter is one way.
+      // Until the daemon echoes a report (older daemons never do): that stays the estimate.
       this._networkMs = (performance.now() - this._openStart) / 4;
+      this._echoes = [];
+      this._stats.networkSource = 'handshake';
       // The daemon sends nothing while the desktop is silent, so an open socket already is
       // the working state: say so rather than "connecting" until someone plays a sound.
       this._attempt = 0;
       this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : SILENT_REASON);
     };
     ws.onmessage = (e) => {
-      if (gen !== this._gen || typeof e.data === 'string') return;  // the stream is binary only
+      if (gen !== this._gen) return;
+      // The stream is binary; the only text is the echo of our own playout report.
+      if (typeof e.data === 'string') { this._onEcho(e.data); return; }
       this._timed(() => this._onFrame(e.data));
     };
     ws.onerror = () => { /* the close event follows with the details */ };
@@ -842,7 +853,7 @@ export class NovncAudio extends EventTarget {
     const decMs = this._decoder ? this._decoder.queueSize * frameMs : 0;
     // Capture to sound. A sample waits for its frame to fill, and plays at the same place in the
     // frame: that is one frame. Then the encoder's lookahead, the way over for the fastest frame
-    // (the handshake's one-way figure), and from there to the moment the graph renders it, as
+    // (half the shortest echoed round trip: _onEcho), and from there to the moment the graph renders it, as
     // the output measured it on every chunk (queueMs: how late the chunk came, from arrival and
     // decoding, plus the audio ahead of it), and the engine's output path. The buffer's fill
     // sampled here (min + max) / 2 counted its swing and missed what the late frames add; on the
@@ -866,6 +877,24 @@ export class NovncAudio extends EventTarget {
     this.dispatchEvent(new CustomEvent('stats', { detail: this.stats }));
   }
 
+  /**
+   * The daemon's answer to a report's echo (src/playout.rs): a round trip on the stream's own
+   * connection, timed again every report, so the network term follows the link after the
+   * handshake (which a page connected over a clean link and then slowed would keep for good).
+   */
+  _onEcho(text) {
+    let msg;
+    try { msg = JSON.parse(text); } catch { return; }
+    if (!msg || msg.type !== 'echo' || !Number.isFinite(msg.echo)) return;
+    const now = performance.now();
+    const rttMs = now - msg.echo;
+    if (!(rttMs >= 0 && rttMs < 10000)) return;
+    this._echoes.push({ at: now, rttMs });
+    while (this._echoes.length && now - this._echoes[0].at > ECHO_WINDOW_MS) this._echoes.shift();
+    this._networkMs = Math.min(...this._echoes.map((e) => e.rttMs)) / 2;
+    this._stats.networkSource = 'echo';
+  }
+
   /** Every REPORT_INTERVAL_MS, the playout figures to the daemon (bounded there: see src/web). */
   _maybeReport() {
     const ws = this._ws;
@@ -880,6 +909,7 @@ export class NovncAudio extends EventTarget {
         type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
         outputMs: r(st.outputLatencyMs), jitterMs: r(Math.max(st.lateP99Ms, st.latePeakMs, st.lateStallMs)), underruns: st.underruns,
         delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
+        echo: Math.round(now * 1000) / 1000,
       }));
     } catch { /* closing */ }
   }

@@ -472,7 +472,14 @@ test("the daemon's /stats and /metrics show what the page hears (its playout rep
   assert.ok(mainPage, 'needs the playing page');
   if (backend.kind !== 'daemon') { t.skip('the mock server keeps no stats'); return; }
   // The page has played for WINDOW_S: it has reported (every 5 s) at least once.
-  const mine = await mainPage.evaluate(() => ({ latencyMs: window.novncAudio.stats.latencyMs, output: window.novncAudio.stats.output }));
+  const mine = await mainPage.evaluate(() => {
+    const st = window.novncAudio.stats;
+    return { latencyMs: st.latencyMs, output: st.output, networkMs: st.networkMs, networkSource: st.networkSource };
+  });
+  // The daemon echoed a report: the network term is a round trip timed on the stream itself
+  // (loopback: well under 10 ms one way, even on a busy machine's main thread).
+  assert.equal(mine.networkSource, 'echo', `the network term comes from an echoed report (${JSON.stringify(mine)})`);
+  assert.ok(mine.networkMs >= 0 && mine.networkMs < 10, `networkMs ${mine.networkMs} on loopback`);
   const stats = await (await fetch(new URL('stats', backend.base))).json();
   log(`daemon's playout stats: ${JSON.stringify(stats.playout)}`);
   assert.ok(stats.playout, '/stats has a playout section');
