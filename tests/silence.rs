@@ -25,25 +25,16 @@ struct Heard {
 
 /// Reads everything `client` receives for `dur` (pongs are answered by tungstenite).
 fn listen(ws: &mut WebSocket<TcpStream>, dur: Duration) -> Heard {
-    ws.get_ref()
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
-    let deadline = Instant::now() + dur;
     let mut heard = Heard::default();
-    while Instant::now() < deadline {
-        match ws.read() {
-            Ok(Message::Binary(b)) => heard.frames.push(parse_frame(&b, Instant::now())),
-            Ok(Message::Ping(_)) => heard.pings += 1,
-            Ok(Message::Close(c)) => panic!("the server closed the connection: {c:?}"),
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("reading failed: {e}"),
+    read_for(ws, dur, |m| {
+        match m {
+            Message::Binary(b) => heard.frames.push(parse_frame(&b, Instant::now())),
+            Message::Ping(_) => heard.pings += 1,
+            Message::Close(c) => panic!("the server closed the connection: {c:?}"),
+            _ => {}
         }
-    }
+        true
+    });
     heard
 }
 

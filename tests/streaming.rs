@@ -579,23 +579,19 @@ fn harness_self_check() {
 
 /// Reads `c` until a text message arrives or `dur` passes; counts the audio frames meanwhile.
 fn next_text(c: &mut WsClient, dur: Duration) -> (Option<String>, usize) {
-    c.set_read_timeout(Duration::from_millis(100));
-    let end = Instant::now() + dur;
-    let mut frames = 0;
-    while Instant::now() < end {
-        match c.ws.read() {
-            Ok(tungstenite::Message::Text(t)) => return (Some(t.to_string()), frames),
-            Ok(tungstenite::Message::Binary(_)) => frames += 1,
-            Ok(_) => {}
-            Err(tungstenite::Error::Io(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(e) => panic!("reading the stream failed: {e}"),
+    let (mut text, mut frames) = (None, 0);
+    read_for(&mut c.ws, dur, |m| match m {
+        tungstenite::Message::Text(t) => {
+            text = Some(t.to_string());
+            false
         }
-    }
-    (None, frames)
+        tungstenite::Message::Binary(_) => {
+            frames += 1;
+            true
+        }
+        _ => true,
+    });
+    (text, frames)
 }
 
 fn send_text(c: &mut WsClient, text: &str) {

@@ -144,6 +144,27 @@ impl WsClient {
     }
 }
 
+/// Reads `ws` for `dur`, handing every message to `on` until it returns false; a read timeout
+/// only means nothing came (pongs are answered by tungstenite). Panics on any other error.
+pub fn read_for(ws: &mut WebSocket<TcpStream>, dur: Duration, mut on: impl FnMut(Message) -> bool) {
+    ws.get_ref()
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let deadline = Instant::now() + dur;
+    while Instant::now() < deadline {
+        match ws.read() {
+            Ok(m) => {
+                if !on(m) {
+                    return;
+                }
+            }
+            Err(tungstenite::Error::Io(e))
+                if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("reading the stream failed: {e}"),
+        }
+    }
+}
+
 /// A client read by a thread of its own into a shared list of frames.
 pub struct Reader {
     frames: Arc<Mutex<Vec<Frame>>>,
