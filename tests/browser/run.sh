@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Browser tests: headless Debian Chromium plays the daemon's stream of a 440 Hz tone.
 #
-#   tests/browser/run.sh            # WINDOW_S=20 (jitter-buffer window), NO_BUILD=1 skips cargo
+#   tests/browser/run.sh            # WINDOW_S=20 (jitter-buffer window), NO_BUILD=1 skips cargo,
+#                                   # ONLY=regex runs the tests whose names match
 #
 # Installs what it needs (chromium, pulseaudio, pacat, sox, node modules) idempotently, builds
 # the daemon, starts a private PulseAudio and the daemon on a free loopback port, plays the tone
@@ -116,4 +117,4 @@ NOVNC_AUDIO_URL="http://127.0.0.1:$port/" \
 NOVNC_AUDIO_CMD="$json_argv" \
 NOVNC_AUDIO_PIDFILE="$daemon_pidfile" \
 WINDOW_S="${WINDOW_S:-20}" \
-  node --test --test-concurrency=1 arrival-jitter.mjs test.mjs
+  node --test --test-concurrency=1 ${ONLY:+--test-name-pattern="$ONLY"} arrival-jitter.mjs splice.mjs test.mjs

@@ -15,7 +15,8 @@
 //   resampling ratio: the pitch moves by less than a sixth of a semitone), so the fill drains or
 //   grows over a second or so instead of losing whole frames. Only a backlog (a low-water mark
 //   more than a frame above the target over half a second: a late start, a burst after a stall)
-//   or a fill above the hard cap drops audio, back to the target at once, crossfaded.
+//   or a fill above the hard cap drops audio, back to the target at once, at the cut where the
+//   waveform after it matches what would have played (Splice.matchCut).
 // - No ratchet: an underrun does not raise the target by itself; a late burst raises it through
 //   the jitter percentile, which forgets it after its window (5 s), and the fill then drains.
 //
@@ -91,7 +92,7 @@ export class LatencyPolicy {
     if (this.windowStartMs === null) this.windowStartMs = nowMs;
     if (nowMs - this.windowStartMs < 500) return;
     // Drain (or grow) the error over about 1 s. Far above the target (the backlog of a late
-    // start, or of a burst after a stall), the excess is dropped at once instead, crossfaded.
+    // start, or of a burst after a stall), the excess is cut out at once instead (Splice.matchCut).
     const err = this.windowMinMs - this.workTargetMs;
     if (err > this.frameMs) this.dropMs = err - 2;
     let d = 0;
@@ -102,7 +103,7 @@ export class LatencyPolicy {
     this.windowStartMs = nowMs;
   }
 
-  /** Audio (ms) to drop now, crossfaded, as decided by arriving(); 0 when none. */
+  /** Audio (ms) to drop now, as decided by arriving(); 0 when none. */
   takeDrop() {
     const ms = this.dropMs;
     this.dropMs = 0;
@@ -119,8 +120,9 @@ export class LatencyPolicy {
 /**
  * Joins without clicks, shared by both outputs (self-contained too, shipped to the worklet).
  * A join where the waveform does not continue (a restart after an underrun, a lost frame that
- * nothing concealed, dropped audio) is crossfaded from the last sample played, held, into the
- * new audio over FADE frames; where the audio simply stops, the last sample decays to zero.
+ * nothing concealed, a drop too short to search) is crossfaded from the last sample played,
+ * held, into the new audio over FADE frames; where the audio simply stops, the last sample
+ * decays to zero. A drop is cut where the waveform continues (matchCut, overlapAdd).
  */
 export class Splice {
   static get FADE() { return 120; }      // 2.5 ms at 48 kHz
@@ -140,4 +142,49 @@ export class Splice {
 
   /** The decay factor per frame. */
   static get decayStep() { return Math.exp(-1 / Splice.DECAY); }
+
+  /**
+   * Where to cut about `want` frames out of audio not yet played, so that the join does not
+   * show (NetEq's "accelerate", WSOLA): the cut k whose continuation x[k..k+W) looks most like
+   * what would have played, x[0..W), by normalised cross-correlation of `mono` (the channels'
+   * sum, n frames of it). A pure tone is then cut by whole periods, keeping its phase; speech
+   * and music by their best-matching pitch period. k lies in [max(want / 2, want - P),
+   * want + P / 2], P being 15 ms (down to a 67 Hz period), and ties go to the k nearest want.
+   * Returns { k, w }: w frames to overlap-add with overlapAdd(); w = 0 (a plain cut of `want`)
+   * where the audio is too short to search.
+   */
+  static matchCut(mono, n, want, rate) {
+    const W = Math.round(rate * 0.005), P = Math.round(rate * 0.015);
+    const lo = Math.max(1, Math.ceil(want / 2), want - P);
+    const hi = Math.min(n - W, want + (P >> 1));
+    if (hi < lo || n < 2 * W) return { k: Math.min(want, n), w: 0 };
+    let ea = 0;
+    for (let i = 0; i < W; i++) ea += mono[i] * mono[i];
+    if (ea < 1e-9 * W) return { k: Math.max(lo, Math.min(hi, want)), w: W }; // silence: any cut
+    let eb = 0;
+    for (let i = 0; i < W; i++) eb += mono[lo + i] * mono[lo + i];
+    let best = lo, bestScore = -Infinity;
+    for (let k = lo; k <= hi; k++) {
+      if (k > lo) { const o = mono[k - 1], e = mono[k + W - 1]; eb += e * e - o * o; }
+      let c = 0;
+      for (let i = 0; i < W; i++) c += mono[i] * mono[k + i];
+      const score = (eb > 1e-12 ? c / Math.sqrt(ea * eb) : 0) - 0.01 * Math.abs(k - want) / P;
+      if (score > bestScore) { bestScore = score; best = k; }
+    }
+    return { k: best, w: W };
+  }
+
+  /**
+   * The join of a cut: plane[k + i] = plane[i] * (1 - g) + plane[k + i] * g over w frames (g
+   * rising), so the audio after the cut starts as what would have played, then becomes its
+   * continuation. get(ch, i) / set(ch, i, v) address frame i of channel ch after the play point.
+   */
+  static overlapAdd(channels, k, w, get, set) {
+    for (let ch = 0; ch < channels; ch++) {
+      for (let i = 0; i < w; i++) {
+        const g = (i + 1) / (w + 1);
+        set(ch, k + i, get(ch, i) * (1 - g) + get(ch, k + i) * g);
+      }
+    }
+  }
 }

@@ -181,32 +181,32 @@ export class ScheduledOutput {
   }
 
   /**
-   * Drop the oldest `frames` of the audio that has not started playing: the sources not yet
-   * started are stopped and their audio, minus the dropped part, is scheduled again as one buffer
-   * where the first of them was to start, crossfaded from the sample before it.
+   * Drop about `frames` of the oldest audio that has not started playing: the sources not yet
+   * started are stopped and their audio, minus the cut, is scheduled again as one buffer where
+   * the first of them was to start. The cut is where the waveform after it matches what would
+   * have played (Splice.matchCut), joined by overlap-add; only audio too short to search is cut
+   * plainly and crossfaded from the sample before it.
    */
   _drop(frames) {
     const later = this._unscheduleLater();
     if (!later.length) return;
     let total = 0;
     for (const q of later) total += q.buf.length;
-    const n = Math.min(frames, total);
-    this._droppedFrames += n;
-    this._dropEvents++;
-    const keep = total - n;
-    if (keep <= 0) { this._setTail(); return; }
-    const out = [new Float32Array(keep), new Float32Array(keep)];
+    const all = [new Float32Array(total), new Float32Array(total)];
     for (let ch = 0; ch < 2; ch++) {
-      let skip = n, o = 0;
-      for (const q of later) {
-        const srcData = q.buf.getChannelData(ch);
-        if (skip >= srcData.length) { skip -= srcData.length; continue; }
-        out[ch].set(skip ? srcData.subarray(skip) : srcData, o);
-        o += srcData.length - skip;
-        skip = 0;
-      }
+      let o = 0;
+      for (const q of later) { all[ch].set(q.buf.getChannelData(ch), o); o += q.buf.length; }
     }
-    Splice.fadeFrom(this._last, out, keep);
+    const mono = new Float32Array(total);
+    for (let i = 0; i < total; i++) mono[i] = all[0][i] + all[1][i];
+    const { k, w } = Splice.matchCut(mono, total, Math.min(frames, total), this._rate);
+    this._droppedFrames += k;
+    this._dropEvents++;
+    const keep = total - k;
+    if (keep <= 0) { this._setTail(); return; }
+    if (w) Splice.overlapAdd(2, k, w, (ch, i) => all[ch][i], (ch, i, v) => { all[ch][i] = v; });
+    const out = [all[0].subarray(k), all[1].subarray(k)];
+    if (!w) Splice.fadeFrom(this._last, out, keep);
     this._schedule(out[0], out[1]);
   }
 

@@ -130,15 +130,32 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     }
     this.write(channels, frames);
     const excess = this.frames(this.policy.excessAfterPush(this.ms(this.n)) + this.policy.takeDrop());
-    if (excess > 0) {                        // a burst over the cap: drop the oldest, crossfaded
-      const k = Math.min(excess, this.n - 2);
-      if (k > 0) {
-        this.r = (this.r + k) % this.cap; this.n -= k;
-        this.droppedFrames += k; this.dropEvents++;
-        this.xfade = Splice.FADE; this.xfrom = [this.last[0], this.last[1]];
-      }
-    }
+    if (excess > 0) this.cut(Math.min(excess, this.n - 2));
+
     if (this.n > this.maxBuf) this.maxBuf = this.n;
+  }
+  /**
+   * Drop about 'want' frames of the oldest audio (a backlog above the target): cut where the
+   * waveform after the cut matches what would have played (Splice.matchCut), joined by
+   * overlap-add; only audio too short to search is cut plainly, crossfaded from the held last
+   * sample.
+   */
+  cut(want) {
+    if (want <= 0) return;
+    const cap = this.cap, b0 = this.bufs[0], b1 = this.bufs[1];
+    const len = Math.min(this.n, want + this.frames(25));
+    const mono = new Float32Array(len);
+    for (let i = 0, j = this.r; i < len; i++, j = j + 1 === cap ? 0 : j + 1) mono[i] = b0[j] + b1[j];
+    const { k, w } = Splice.matchCut(mono, len, want, this.inRate);
+    if (k <= 0) return;
+    if (w) {
+      const at = (i) => (this.r + i) % cap;
+      Splice.overlapAdd(2, k, w, (ch, i) => this.bufs[ch][at(i)], (ch, i, v) => { this.bufs[ch][at(i)] = v; });
+    } else {
+      this.xfade = Splice.FADE; this.xfrom = [this.last[0], this.last[1]];
+    }
+    this.r = (this.r + k) % cap; this.n -= k;
+    this.droppedFrames += k; this.dropEvents++;
   }
   process(inputs, outputs) {
     const out = outputs[0];
