@@ -7,7 +7,8 @@ RAW.json is wan_stalls.py --raw-json output (per client: arrival times `t` and e
 `excess`, ms). For each rule the target D is computed at each arrival from the frames that
 arrived before it; the buffer's actual delay L follows the target the way web/'s
 latency-policy.js does it (at most 1 % faster / 0.5 % slower; a backlog more than a frame
-above the target for 0.5 s is dropped back to it at once). A frame with excess > L is an
+above the target for 0.5 s is dropped back to it at once: the module now cuts it out over the
+next chunks, at most half of each, which this model does not follow). A frame with excess > L is an
 underrun: playout restarts with L = that frame's excess + D (the module's restart leaves a
 target's worth of silence first). Only the network is modelled (no main-thread or output
 hiccups, no engine floor, no decoder concealment): compare the rules with each other, not

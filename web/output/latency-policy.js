@@ -13,10 +13,12 @@
 //   by just enough silence that the next frame finds the target.
 // - It reaches the target by playing slightly faster or slower (at most +1 % / -0.5 %, a
 //   resampling ratio: the pitch moves by less than a sixth of a semitone), so the fill drains or
-//   grows over a second or so instead of losing whole frames. Only a backlog (a low-water mark
-//   more than a frame above the target over half a second: a late start, a burst after a stall)
-//   or a fill above the hard cap drops audio, back to the target at once, at the cut where the
-//   waveform after it matches what would have played (Splice.matchCut).
+//   grows over a second or so instead of losing whole frames. A backlog (a low-water mark more
+//   than a frame above the target over half a second: a late start, a burst after a stall, a
+//   lowered lip-sync delay) is drained faster, as NetEq's "accelerate" does: with each chunk that
+//   arrives, up to half a chunk is cut out where the waveform after the cut matches what would
+//   have played (Splice.matchCut), a pitch period or so at a time, never a stretch of sound at
+//   once. Only a fill above the hard cap is cut back to the target at once (same matched cut).
 // - No ratchet: an underrun does not raise the target by itself; a late burst raises it through
 //   the jitter percentile, which forgets it after its window (5 s), and the fill then drains.
 //
@@ -32,6 +34,7 @@ export class LatencyPolicy {
     this.frameMs = 20;          // the size of the chunks pushed, as last seen
     this.underruns = 0;
     this.speed = 1;             // playout speed: > 1 drains the buffer, < 1 lets it grow
+    this.drains = 0;            // backlogs drained by cuts (each counted once, however many cuts)
     this.configure(o);
     this.reset();
   }
@@ -60,7 +63,7 @@ export class LatencyPolicy {
   reset() {
     this.playing = false;
     this.speed = 1;
-    this.dropMs = 0;
+    this.drainMs = 0;
     this.windowMinMs = Infinity;
     this.windowStartMs = null;
   }
@@ -92,9 +95,12 @@ export class LatencyPolicy {
     if (this.windowStartMs === null) this.windowStartMs = nowMs;
     if (nowMs - this.windowStartMs < 500) return;
     // Drain (or grow) the error over about 1 s. Far above the target (the backlog of a late
-    // start, or of a burst after a stall), the excess is cut out at once instead (Splice.matchCut).
+    // start, or of a burst after a stall), the excess is cut out instead, over the next chunks.
     const err = this.windowMinMs - this.workTargetMs;
-    if (err > this.frameMs) this.dropMs = err - 2;
+    if (err > this.frameMs) {
+      if (!(this.drainMs > 0)) this.drains++;
+      this.drainMs = err - 2;
+    }
     let d = 0;
     if (err > 3) d = Math.min(0.01, Math.max(0.002, err / 1000));
     else if (err < -3) d = Math.max(-0.005, Math.min(-0.002, err / 1000));
@@ -103,11 +109,17 @@ export class LatencyPolicy {
     this.windowStartMs = nowMs;
   }
 
-  /** Audio (ms) to drop now, as decided by arriving(); 0 when none. */
-  takeDrop() {
-    const ms = this.dropMs;
-    this.dropMs = 0;
-    return ms;
+  /**
+   * Audio (ms) to cut out with a chunk of chunkMs that just arrived: what is left of the backlog
+   * arriving() found, at most half the chunk; 0 when none. The output reports what it cut.
+   */
+  takeCut(chunkMs) {
+    return this.drainMs > 0 ? Math.min(this.drainMs, chunkMs / 2) : 0;
+  }
+
+  /** The output cut ms (matchCut may cut a little more or less than asked). */
+  cutMade(ms) {
+    this.drainMs = Math.max(0, this.drainMs - ms);
   }
 
   /** After new audio arrived and the fill is fillMs: how many ms of the oldest audio to drop. */

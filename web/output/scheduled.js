@@ -106,8 +106,13 @@ export class ScheduledOutput {
       }
       this._queued(lateMs, now);
       this._schedule(l, r);
-      const excessMs = this._policy.excessAfterPush(this._fillMs()) + this._policy.takeDrop();
-      if (excessMs > 0) this._drop(Math.round(excessMs * this._rate / 1000));
+      const overMs = this._policy.excessAfterPush(this._fillMs());
+      if (overMs > 0) {         // above the hard cap: back to the target at once
+        if (this._drop(Math.round(overMs * this._rate / 1000))) this._dropEvents++;
+      } else {                  // a backlog: a pitch period or so with each chunk
+        const want = Math.round(this._policy.takeCut(chunkMs) * this._rate / 1000);
+        if (want > 0) this._policy.cutMade(this._ms(this._drop(want)));
+      }
     }
     const fill = this._fillMs();
     if (fill > this._maxFill) this._maxFill = fill;
@@ -185,11 +190,11 @@ export class ScheduledOutput {
    * started are stopped and their audio, minus the cut, is scheduled again as one buffer where
    * the first of them was to start. The cut is where the waveform after it matches what would
    * have played (Splice.matchCut), joined by overlap-add; only audio too short to search is cut
-   * plainly and crossfaded from the sample before it.
+   * plainly and crossfaded from the sample before it. Returns the frames cut.
    */
   _drop(frames) {
     const later = this._unscheduleLater();
-    if (!later.length) return;
+    if (!later.length) return 0;
     let total = 0;
     for (const q of later) total += q.buf.length;
     const all = [new Float32Array(total), new Float32Array(total)];
@@ -201,13 +206,13 @@ export class ScheduledOutput {
     for (let i = 0; i < total; i++) mono[i] = all[0][i] + all[1][i];
     const { k, w } = Splice.matchCut(mono, total, Math.min(frames, total), this._rate);
     this._droppedFrames += k;
-    this._dropEvents++;
     const keep = total - k;
-    if (keep <= 0) { this._setTail(); return; }
+    if (keep <= 0) { this._setTail(); return k; }
     if (w) Splice.overlapAdd(2, k, w, (ch, i) => all[ch][i], (ch, i, v) => { all[ch][i] = v; });
     const out = [all[0].subarray(k), all[1].subarray(k)];
     if (!w) Splice.fadeFrom(this._last, out, keep);
     this._schedule(out[0], out[1]);
+    return k;
   }
 
   flush() {
@@ -229,7 +234,7 @@ export class ScheduledOutput {
       minBufferedMs: Math.min(this._minFill, fill),
       maxBufferedMs: Math.max(this._maxFill, fill),
       underruns: this._policy.underruns,
-      droppedForLatency: this._dropEvents,
+      droppedForLatency: this._dropEvents + this._policy.drains,
       droppedMs: this._ms(this._droppedFrames),
       stretchedMs: this._stretchMs,
       speed: this._policy.speed,

@@ -129,25 +129,30 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.qCount = 0;
     }
     this.write(channels, frames);
-    const excess = this.frames(this.policy.excessAfterPush(this.ms(this.n)) + this.policy.takeDrop());
-    if (excess > 0) this.cut(Math.min(excess, this.n - 2));
+    const over = this.frames(this.policy.excessAfterPush(this.ms(this.n)));
+    if (over > 0) {                          // above the hard cap: back to the target at once
+      if (this.cut(Math.min(over, this.n - 2))) this.dropEvents++;
+    } else {                                 // a backlog: a pitch period or so with each chunk
+      const want = this.frames(this.policy.takeCut(chunkMs));
+      if (want > 0) this.policy.cutMade(this.ms(this.cut(Math.min(want, this.n - 2))));
+    }
 
     if (this.n > this.maxBuf) this.maxBuf = this.n;
   }
   /**
-   * Drop about 'want' frames of the oldest audio (a backlog above the target): cut where the
+   * Cut about 'want' frames out of the oldest audio (a backlog above the target): where the
    * waveform after the cut matches what would have played (Splice.matchCut), joined by
    * overlap-add; only audio too short to search is cut plainly, crossfaded from the held last
-   * sample.
+   * sample. Returns the frames cut.
    */
   cut(want) {
-    if (want <= 0) return;
+    if (want <= 0) return 0;
     const cap = this.cap, b0 = this.bufs[0], b1 = this.bufs[1];
     const len = Math.min(this.n, want + this.frames(25));
     const mono = new Float32Array(len);
     for (let i = 0, j = this.r; i < len; i++, j = j + 1 === cap ? 0 : j + 1) mono[i] = b0[j] + b1[j];
     const { k, w } = Splice.matchCut(mono, len, want, this.inRate);
-    if (k <= 0) return;
+    if (k <= 0) return 0;
     if (w) {
       const at = (i) => (this.r + i) % cap;
       Splice.overlapAdd(2, k, w, (ch, i) => this.bufs[ch][at(i)], (ch, i, v) => { this.bufs[ch][at(i)] = v; });
@@ -155,7 +160,8 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.xfade = Splice.FADE; this.xfrom = [this.last[0], this.last[1]];
     }
     this.r = (this.r + k) % cap; this.n -= k;
-    this.droppedFrames += k; this.dropEvents++;
+    this.droppedFrames += k;
+    return k;
   }
   process(inputs, outputs) {
     const out = outputs[0];
@@ -210,7 +216,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         minBufferedMs: this.ms(this.minBuf === Infinity ? this.n : this.minBuf),
         maxBufferedMs: this.ms(this.maxBuf),
         underruns: this.policy.underruns,
-        droppedForLatency: this.dropEvents,
+        droppedForLatency: this.dropEvents + this.policy.drains,
         droppedMs: this.ms(this.droppedFrames),
         stretchedMs: this.ms(this.stretchFrames),
         speed: this.policy.speed,
