@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
+import { iq, wrap } from './tone-phase.mjs';
 
 const src = readFileSync(new URL('../../web/output/latency-policy.js', import.meta.url), 'utf8');
 const { Splice } = await import(`data:text/javascript,${encodeURIComponent(src)}`);
@@ -36,29 +37,17 @@ function cut(x, want, plain = false) {
   return { out, k, w, right: r.subarray(k) };
 }
 
-/** Phase (rad) and amplitude of frequency f over out[from .. from + n), Hann-windowed I/Q. */
-function iq(out, f, from, n) {
-  let i = 0, q = 0, wsum = 0;
-  for (let j = from; j < from + n; j++) {
-    const h = 0.5 - 0.5 * Math.cos(2 * Math.PI * (j - from + 0.5) / n);
-    i += h * out[j] * Math.cos(2 * Math.PI * f * j / RATE);
-    q += h * out[j] * Math.sin(2 * Math.PI * f * j / RATE);
-    wsum += h;
-  }
-  return { phase: Math.atan2(q, i), amp: 2 * Math.hypot(i, q) / wsum };
-}
-
 /**
  * The largest phase step (rad) and lowest amplitude of a tone f across the join: 25 ms windows
  * sliding by 2.5 ms from before the join to well after it, against the last window before it.
  */
 function acrossJoin(out, f) {
   const n = 1200;
-  const ref = iq(out, f, PLAYED - n, n);
+  const ref = iq(out, RATE, f, PLAYED - n, n);
   let maxStep = 0, minAmp = Infinity;
   for (let from = PLAYED - n; from < PLAYED + 4 * n; from += n / 10) {
-    const m = iq(out, f, from, n);
-    const d = Math.abs(Math.atan2(Math.sin(m.phase - ref.phase), Math.cos(m.phase - ref.phase)));
+    const m = iq(out, RATE, f, from, n);
+    const d = Math.abs(wrap(m.phase - ref.phase));
     maxStep = Math.max(maxStep, d);
     minAmp = Math.min(minAmp, m.amp);
   }

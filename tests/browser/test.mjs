@@ -27,6 +27,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
+import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio } from '../../web/novnc-audio.js';
 import { engineOf, pickContextRate, pickDecoder, pickOutput } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
@@ -728,50 +729,12 @@ for (const scheduled of [false, true]) {
   });
 }
 
-/**
- * Phase jumps of the rendered tone, recorded by recordDiscontinuities: Hann-windowed I/Q over
- * 5 ms windows every 2.5 ms, each compared with the window 5 ms later. A steady tone advances by
- * the same angle every time; the playout speed (+1 % / -0.5 %, held for 500 ms or more) moves that
- * angle by at most 0.2 rad, and it is taken out by comparing each advance with the median of its
- * neighbours 15-100 ms away. A cut that breaks the waveform shows whole, as an isolated jump.
- * Returns the largest jump (rad) and where, the jumps over 0.3 rad, and the lowest amplitude of a
- * window against the median.
- */
-async function phaseJumps(page, hz) {
-  return page.evaluate((hz) => {
-    const x = window.__rec.samples;
-    const rate = window.novncAudio.audioContext.sampleRate;
-    const n = Math.round(rate * 0.005), hop = n >> 1;
-    const win = [];
-    for (let from = 0; from + n <= x.length; from += hop) {
-      let i = 0, q = 0, ws = 0;
-      for (let j = from; j < from + n; j++) {
-        const h = 0.5 - 0.5 * Math.cos(2 * Math.PI * (j - from + 0.5) / n);
-        i += h * x[j] * Math.cos(2 * Math.PI * hz * j / rate);
-        q += h * x[j] * Math.sin(2 * Math.PI * hz * j / rate);
-        ws += h;
-      }
-      win.push({ from, phase: Math.atan2(q, i), amp: 2 * Math.hypot(i, q) / ws });
-    }
-    const wrap = (a) => Math.atan2(Math.sin(a), Math.cos(a));
-    const d = [];
-    for (let k = 0; k + 2 < win.length; k++) d.push(wrap(win[k + 2].phase - win[k].phase));
-    const t = (i) => +(window.__rec.t0 + i / rate).toFixed(3);
-    const over = [];
-    let worst = { jump: 0, at: 0 };
-    for (let k = 40; k + 40 < d.length; k++) {
-      const near = [...d.slice(k - 40, k - 6), ...d.slice(k + 7, k + 41)].sort((a, b) => a - b);
-      const j = Math.abs(wrap(d[k] - near[near.length >> 1]));
-      if (j > 0.3) over.push([t(win[k].from + n), +j.toFixed(2)]);
-      if (j > worst.jump) worst = { jump: j, at: win[k].from + n };
-    }
-    const amps = win.map((w) => w.amp).sort((a, b) => a - b);
-    const medAmp = amps[amps.length >> 1];
-    const low = win.filter((w) => w.amp < 0.9 * medAmp).map((w) => [t(w.from), +(w.amp / medAmp).toFixed(2)]);
-    over.sort((a, b) => b[1] - a[1]);
-    low.sort((a, b) => a[1] - b[1]);
-    return { maxJump: worst.jump, at: t(worst.at), minAmpRatio: amps[0] / medAmp, over: over.slice(0, 8), low: low.slice(0, 8) };
-  }, hz);
+/** The tone recorded by recordDiscontinuities, judged by tone-phase.mjs's phaseJumps. */
+async function phaseJumpsOf(page, hz) {
+  const { samples, rate, t0 } = await page.evaluate(() => ({
+    samples: Array.from(window.__rec.samples), rate: window.novncAudio.audioContext.sampleRate, t0: window.__rec.t0,
+  }));
+  return phaseJumps(Float32Array.from(samples), rate, hz, t0);
 }
 
 for (const scheduled of [false, true]) {
@@ -795,7 +758,7 @@ for (const scheduled of [false, true]) {
         await page.evaluate(() => { window.novncAudio.audioDelayMs = 0; });
       });
       const s1 = (await audioState(page)).stats;
-      const p = await phaseJumps(page, TONE_HZ);
+      const p = await phaseJumpsOf(page, TONE_HZ);
       log(`backlog cut (${label}): drops +${s1.droppedForLatency - s0.droppedForLatency} (${(s1.droppedMs - s0.droppedMs).toFixed(0)} ms), ` +
         `buffered ${s0.bufferedMs.toFixed(0)} -> ${s1.bufferedMs.toFixed(0)} ms, underruns +${s1.underruns - s0.underruns}; ` +
         `largest phase jump ${p.maxJump.toFixed(3)} rad at ${p.at} s, lowest amplitude ${p.minAmpRatio.toFixed(3)} of the median; ` +
