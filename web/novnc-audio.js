@@ -834,7 +834,7 @@ export class NovncAudio extends EventTarget {
       st.queueMs = o.queueMs;
       this._outputFrameMs = o.frameMs;
     }
-    const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
+    const out = ctx ? outputLatency(ctx, this.engine) : { ms: 0, source: null };
     // Chromium's figure steps by 8 ms between readings (43.6, 51.6, 59.6 with PulseAudio) around
     // its measured path (50-55 ms): the median of the last 4 s of readings goes into latencyMs.
     const outs = (this._outReadings ||= []);
@@ -955,8 +955,21 @@ export function networkTerm(rttsMs, medianLateMs) {
  * sound card, its outputLatency + baseLatency does not), so the larger one is taken. 'none' or
  * 'baseLatency only' (WebKitGTK) means the engine tells nothing usable of its output path:
  * stats.outputLatencyKnown is then false and latencyMs leaves that path out.
+ *
+ * 'outputLatency snapshot' (Firefox, engine 'firefox'): Gecko reads the figure once per
+ * MediaTrackGraph (cubeb_stream_get_latency at the first query, cached until the output device
+ * changes) and derives getOutputTimestamp() from the same number. Over 13 sessions with a 44.1
+ * kHz card that one reading was 9.6-50.5 ms while the measured render -> card path was 29.8-33.5
+ * ms every time (what the output had buffered at that moment, it seems). suspend() and
+ * resume(), a second context, another latencyHint, closing the context and opening a new one all
+ * return the same number (tests/browser/engines/ff_output_latency.py); only another sample rate
+ * (another graph) reads again. So stats.outputLatencyKnown is false there; latencyMs still counts
+ * the snapshot, which scatters around the path where leaving it out is ~30 ms short every time:
+ * 4 sessions (engines harness, 2026-12-02) read 40.0 / 32.5 / 13.1 / 37.5 ms for a path of 31.1
+ * / 32.6 / 30.9 / 29.8 ms; latencyMs minus the card was +11.1 / +4.9 / -15.1 / +5.1 ms with it
+ * and -28.9 / -27.6 / -28.2 / -32.4 ms without.
  */
-export function outputLatency(ctx) {
+export function outputLatency(ctx, engine = null) {
   let best = { ms: 0, source: 'none' };
   if (typeof ctx.getOutputTimestamp === 'function' && ctx.state === 'running') {
     const t = ctx.getOutputTimestamp();
@@ -970,6 +983,7 @@ export function outputLatency(ctx) {
     if (ms > best.ms) best = { ms, source: 'outputLatency' };
   }
   if (best.source === 'none' && ctx.baseLatency > 0) best = { ms: ctx.baseLatency * 1000, source: 'baseLatency only' };
+  if (engine === 'firefox' && best.source === 'outputLatency') best.source = 'outputLatency snapshot';
   return best;
 }
 
