@@ -932,10 +932,14 @@ export class NovncAudio extends EventTarget {
  * latencyMs overshot the sound card by 17.6 / 18.5 ms against +5.4 / +5.7 on the clean link
  * (tests/netlink/wan_playout.py, 2 runs). Half the median round trip is a typical one-way time
  * instead, on a link as slow one way as the other; less the frames' median lateness, it is the
- * fastest frame's: 22.7 / 23.5 ms, and latencyMs minus the card +6.0 / +4.3 ms on the WAN, +5.1 /
- * +5.9 on the clean link (2 runs, the old figure's +21.8 / +13.9 at the same clicks). The smaller
- * of the two is taken: on a clean or a recovering link the shortest round trip is the better (and
- * the quicker) figure, and a median that still holds the bad link's round trips must not win.
+ * fastest frame's: 18.9-28.9 ms (median per run, 5 runs), and latencyMs minus the card +3.1 to
+ * +13.0 ms on the WAN (median +5.3), +4.3 to +6.2 on the clean link; at the same clicks the old
+ * figure gave +13.9 to +22.0 (4 runs). The smaller of the two is taken: on a clean or a
+ * recovering link the shortest round trip is the better (and the quicker) figure, and a median
+ * that still holds the bad link's round trips must not win. Also tried: each echo's own lateness
+ * on the way down (between the frames around it) taken out of its round trip: 17.0-23.6 ms
+ * (5 runs, 3 recomputed from logged echoes), latencyMs minus the card +0.9 / +4.5 against +3.1 /
+ * +5.3 at the same clicks (2 runs): no better, and more state.
  * What the frames' lateness holds beyond the network (capture bursts, a busy main thread: 0.1-2.5
  * ms median on a LAN) makes the figure that much short, never below 0.
  */
