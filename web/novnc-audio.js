@@ -43,9 +43,8 @@ const MAX_CONCEALED_FRAMES = 5;       // a longer hole is a stall, not a lost fr
 const MAIN_THREAD_WINDOW_S = 5;       // stats.mainThreadMsPerS is over this much audio
 const OPUS_LOOKAHEAD_MS = 2.5;        // the daemon's encoder (restricted low delay)
 const REPORT_INTERVAL_MS = 5000;      // playout figures to the daemon, as a text message
-// The network term: the shortest echoed round trip of the playout reports over this window,
-// halved (a stall or a busy main thread only lengthens a round trip, so the shortest is the
-// link's). Four reports: a link that slows or recovers is followed within about 20 s.
+// The network term (networkTerm) comes from the echoed round trips of the playout reports over
+// this window. Four reports: a link that slows or recovers is followed within about 20 s.
 const ECHO_WINDOW_MS = 20000;
 const MAX_AUDIO_DELAY_MS = 2000;
 const BLIND_FLOOR_MS = 40;      // the buffer's floor where the engine hides its output path
@@ -229,7 +228,7 @@ export class NovncAudio extends EventTarget {
 
   /**
    * Capture to sound, in ms (= stats.latencyMs): the daemon's frame and encoder lookahead, the
-   * network (the shortest echoed round trip of the playout reports, halved; the WebSocket
+   * network (networkTerm: from the echoed round trips of the playout reports; the WebSocket
    * handshake until the first echo) plus how late frames come, the jitter
    * buffer, the decoder and the engine's output path (stats.outputLatencySource says from what).
    */
@@ -835,7 +834,7 @@ export class NovncAudio extends EventTarget {
       st.queueMs = o.queueMs;
       this._outputFrameMs = o.frameMs;
     }
-    const out = ctx ? outputLatency(ctx) : { ms: 0, source: null };
+    const out = ctx ? outputLatency(ctx, this.engine) : { ms: 0, source: null };
     // Chromium's figure steps by 8 ms between readings (43.6, 51.6, 59.6 with PulseAudio) around
     // its measured path (50-55 ms): the median of the last 4 s of readings goes into latencyMs.
     const outs = (this._outReadings ||= []);
@@ -853,7 +852,7 @@ export class NovncAudio extends EventTarget {
     const decMs = this._decoder ? this._decoder.queueSize * frameMs : 0;
     // Capture to sound. A sample waits for its frame to fill, and plays at the same place in the
     // frame: that is one frame. Then the encoder's lookahead, the way over for the fastest frame
-    // (half the shortest echoed round trip: _onEcho), and from there to the moment the graph renders it, as
+    // (networkTerm, from the echoed round trips), and from there to the moment the graph renders it, as
     // the output measured it on every chunk (queueMs: how late the chunk came, from arrival and
     // decoding, plus the audio ahead of it), and the engine's output path. The buffer's fill
     // sampled here (min + max) / 2 counted its swing and missed what the late frames add; on the
@@ -891,7 +890,7 @@ export class NovncAudio extends EventTarget {
     if (!(rttMs >= 0 && rttMs < 10000)) return;
     this._echoes.push({ at: now, rttMs });
     while (this._echoes.length && now - this._echoes[0].at > ECHO_WINDOW_MS) this._echoes.shift();
-    this._networkMs = Math.min(...this._echoes.map((e) => e.rttMs)) / 2;
+    this._networkMs = networkTerm(this._echoes.map((e) => e.rttMs), this._jitter.medianMs());
     this._stats.networkSource = 'echo';
   }
 
@@ -921,6 +920,38 @@ export class NovncAudio extends EventTarget {
 }
 
 /**
+ * The network term of latencyMs (ms): how long the fastest frame of the jitter window took to
+ * come over, from the echoed round trips of the last ECHO_WINDOW_MS (rttsMs) and the frames' median
+ * lateness against that fastest frame (medianLateMs, arrival-jitter.js). The rest of a frame's way
+ * is its own lateness, which queueMs counts.
+ *
+ * Half the shortest round trip is that only when an echo found both directions at their fastest:
+ * four echoes rarely do on a jittery link, and an echo queued behind late frames or a
+ * retransmission comes back later still. On the emulated WAN (40 +- 20 ms each way, 1 % loss,
+ * packets kept in order: the fastest frame takes ~20.5 ms) it was 32-37 ms (median), and
+ * latencyMs overshot the sound card by 17.6 / 18.5 ms against +5.4 / +5.7 on the clean link
+ * (tests/netlink/wan_playout.py, 2 runs). Half the median round trip is a typical one-way time
+ * instead, on a link as slow one way as the other; less the frames' median lateness, it is the
+ * fastest frame's: 18.9-28.9 ms (median per run, 5 runs), and latencyMs minus the card +3.1 to
+ * +13.0 ms on the WAN (median +5.3), +4.3 to +6.2 on the clean link; at the same clicks the old
+ * figure gave +13.9 to +22.0 (4 runs). The smaller of the two is taken: on a clean or a
+ * recovering link the shortest round trip is the better (and the quicker) figure, and a median
+ * that still holds the bad link's round trips must not win. Also tried: each echo's own lateness
+ * on the way down (between the frames around it) taken out of its round trip: 17.0-23.6 ms
+ * (5 runs, 3 recomputed from logged echoes), latencyMs minus the card +0.9 / +4.5 against +3.1 /
+ * +5.3 at the same clicks (2 runs): no better, and more state.
+ * What the frames' lateness holds beyond the network (capture bursts, a busy main thread: 0.1-2.5
+ * ms median on a LAN) makes the figure that much short, never below 0.
+ */
+export function networkTerm(rttsMs, medianLateMs) {
+  if (!rttsMs.length) return null;
+  const sorted = [...rttsMs].sort((a, b) => a - b);
+  const n = sorted.length;
+  const medianRtt = n % 2 ? sorted[n >> 1] : (sorted[n / 2 - 1] + sorted[n / 2]) / 2;
+  return Math.max(0, Math.min(sorted[0] / 2, medianRtt / 2 - (medianLateMs || 0)));
+}
+
+/**
  * The engine's output path (render -> device), in ms, and where the figure comes from. Two
  * figures can say it: getOutputTimestamp() (when the device plays what the context renders) and
  * outputLatency + baseLatency. Each engine leaves something out of one of them (Firefox's
@@ -928,8 +959,21 @@ export class NovncAudio extends EventTarget {
  * sound card, its outputLatency + baseLatency does not), so the larger one is taken. 'none' or
  * 'baseLatency only' (WebKitGTK) means the engine tells nothing usable of its output path:
  * stats.outputLatencyKnown is then false and latencyMs leaves that path out.
+ *
+ * 'outputLatency snapshot' (Firefox, engine 'firefox'): Gecko reads the figure once per
+ * MediaTrackGraph (cubeb_stream_get_latency at the first query, cached until the output device
+ * changes) and derives getOutputTimestamp() from the same number. Over 13 sessions with a 44.1
+ * kHz card that one reading was 9.6-50.5 ms while the measured render -> card path was 29.8-33.5
+ * ms every time (what the output had buffered at that moment, it seems). suspend() and
+ * resume(), a second context, another latencyHint, closing the context and opening a new one all
+ * return the same number (tests/browser/engines/ff_output_latency.py); only another sample rate
+ * (another graph) reads again. So stats.outputLatencyKnown is false there; latencyMs still counts
+ * the snapshot, which scatters around the path where leaving it out is ~30 ms short every time:
+ * 4 sessions (engines harness, 2026-12-02) read 40.0 / 32.5 / 13.1 / 37.5 ms for a path of 31.1
+ * / 32.6 / 30.9 / 29.8 ms; latencyMs minus the card was +11.1 / +4.9 / -15.1 / +5.1 ms with it
+ * and -28.9 / -27.6 / -28.2 / -32.4 ms without.
  */
-export function outputLatency(ctx) {
+export function outputLatency(ctx, engine = null) {
   let best = { ms: 0, source: 'none' };
   if (typeof ctx.getOutputTimestamp === 'function' && ctx.state === 'running') {
     const t = ctx.getOutputTimestamp();
@@ -943,6 +987,7 @@ export function outputLatency(ctx) {
     if (ms > best.ms) best = { ms, source: 'outputLatency' };
   }
   if (best.source === 'none' && ctx.baseLatency > 0) best = { ms: ctx.baseLatency * 1000, source: 'baseLatency only' };
+  if (engine === 'firefox' && best.source === 'outputLatency') best.source = 'outputLatency snapshot';
   return best;
 }
 

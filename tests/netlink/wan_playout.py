@@ -18,7 +18,8 @@ click played minus the card figure; the WAN phase's halves (growth); and how lon
 link turns clean the card latency is back within ±10 ms (BACK_TOL_MS) of the clean link's.
 
 From `window.novncAudio.stats`, sampled every second: underruns a minute, latencyMs (the
-module's own estimate), targetMs, and how long after the link turns clean latencyMs is back
+module's own estimate) and the median of each of its terms per phase (stats.latencyTerms, and
+the buffer's fill), targetMs, and how long after the link turns clean latencyMs is back
 within ±10 ms of the clean-link median of the 10 s before the WAN phase.
 Skips (exit 0, says so) only when chromium/chromedriver are missing and CI is unset.
 """
@@ -70,11 +71,21 @@ def summary(samples, lan_s, wan_s, clean_s):
             return None
         return [w[-1].get("droppedForLatency", 0) - w[0].get("droppedForLatency", 0),
                 round(w[-1].get("droppedMs", 0) - w[0].get("droppedMs", 0))]
+
+    def terms(w):
+        """Median of each term of latencyMs (stats.latencyTerms) and of the buffer's fill: which
+        term moves when the estimate misses the card."""
+        t = [s["latencyTerms"] for s in w if s.get("latencyTerms")]
+        out = {k: round(statistics.median(x[k] for x in t), 1) for k in (t[0] if t else {})}
+        if t:
+            out["bufferedMs"] = med(w, "bufferedMs")
+        return out
     lan_ms = med(lan, "latencyMs")
     half = lan_s + wan_s / 2
     out = {
         "lan": {"settle_s": settle, "latency_ms_median": lan_ms, "target_ms_median": med(lan, "targetMs"),
-                "underruns_per_min": underruns_per_min(lan), "dropped": dropped(lan)},
+                "underruns_per_min": underruns_per_min(lan), "dropped": dropped(lan),
+                "terms_ms_median": terms(lan)},
         "wan": {"latency_ms_median": med(wan, "latencyMs"),
                 "latency_ms_median_first_half": med([s for s in wan if s["t"] < half],
                                                     "latencyMs"),
@@ -89,11 +100,13 @@ def summary(samples, lan_s, wan_s, clean_s):
                 "underruns_per_min_after_20s": underruns_per_min(
                     [s for s in wan if s["t"] >= lan_s + 20]),
                 "dropped": dropped(wan),
+                "terms_ms_median": terms(wan),
                 "concealed_frames": (wan[-1].get("concealedFrames", 0) -
                                      wan[0].get("concealedFrames", 0)) if wan else None},
         "clean_again": {"latency_ms_median_last_20s": med(
             [s for s in after if s["t"] >= lan_s + wan_s + clean_s - 20], "latencyMs"),
-            "underruns_per_min": underruns_per_min(after), "dropped": dropped(after)},
+            "underruns_per_min": underruns_per_min(after), "dropped": dropped(after),
+            "terms_ms_median": terms(after)},
     }
     # Back to the clean-link figure: the first second after which latencyMs stays within
     # ±BACK_TOL_MS of the median of the last 10 s of clean link before the WAN phase (the
