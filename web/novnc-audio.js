@@ -249,7 +249,8 @@ export class NovncAudio extends EventTarget {
     if (!this._output) return;
     this._output.configure({ delayMs: this._audioDelayMs, maxMs: this._maxMs() });
     // More delay at 1 % slower playout would take many seconds: restart at the new target (the
-    // sound fades out and in). Less delay drains by itself (the backlog is dropped, crossfaded).
+    // sound fades out and in). Less delay drains by itself (the backlog is cut out a pitch period
+    // or so at a time).
     if (this._audioDelayMs > was + 20) this._output.flush();
   }
 

@@ -28,7 +28,7 @@ import { chromium } from 'playwright-core';
 import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
-import { NovncAudio } from '../../web/novnc-audio.js';
+import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
 import { engineOf, pickContextRate, pickDecoder, pickOutput } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
@@ -298,6 +298,19 @@ test('decoder and output selection', () => {
   for (const engine of ['chromium', 'firefox', 'safari', 'other']) {
     assert.equal(pickOutput({ worklet: null, scheduled: null, engine }).output, 'worklet', engine);
   }
+});
+
+test('networkTerm: the fastest frame\'s way over, from the echoed round trips and the frames\' lateness', () => {
+  // The WAN (40 +- 20 ms each way): half the median round trip less the median lateness, 18.1 ms,
+  // where half the shortest (29.8) counts an echo that never found both ways at their fastest.
+  assert.equal(Math.round(networkTerm([59.6, 92, 70.7, 100.8], 22.6) * 10) / 10, 18.1);
+  // A LAN without lateness: half the shortest is less, and it is taken; lateness beyond the
+  // network (a busy main thread) makes the figure that much short, never negative.
+  assert.equal(networkTerm([0.6, 0.7], 0), 0.3);
+  assert.equal(networkTerm([0.6, 0.7], 1.2), 0);
+  // A link just recovered: the median still holds the bad round trips, the shortest wins.
+  assert.equal(networkTerm([90, 95, 2, 2.2], 0.5), 1);
+  assert.equal(networkTerm([], 3), null);
 });
 
 test('engineOf tells the engines apart by their user agent strings', () => {
