@@ -117,4 +117,4 @@ NOVNC_AUDIO_URL="http://127.0.0.1:$port/" \
 NOVNC_AUDIO_CMD="$json_argv" \
 NOVNC_AUDIO_PIDFILE="$daemon_pidfile" \
 WINDOW_S="${WINDOW_S:-20}" \
-  node --test --test-concurrency=1 ${ONLY:+--test-name-pattern="$ONLY"} arrival-jitter.mjs splice.mjs test.mjs
+  node --test --test-concurrency=1 ${ONLY:+--test-name-pattern="$ONLY"} arrival-jitter.mjs splice.mjs jitter-buffer.mjs test.mjs

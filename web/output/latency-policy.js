@@ -64,6 +64,7 @@ export class LatencyPolicy {
     this.playing = false;
     this.speed = 1;
     this.drainMs = 0;
+    this.cutting = false;
     this.windowMinMs = Infinity;
     this.windowStartMs = null;
   }
@@ -97,10 +98,7 @@ export class LatencyPolicy {
     // Drain (or grow) the error over about 1 s. Far above the target (the backlog of a late
     // start, or of a burst after a stall), the excess is cut out instead, over the next chunks.
     const err = this.windowMinMs - this.workTargetMs;
-    if (err > this.frameMs) {
-      if (!(this.drainMs > 0)) this.drains++;
-      this.drainMs = err - 2;
-    }
+    if (err > this.frameMs) this.drainMs = err - 2;
     let d = 0;
     if (err > 3) d = Math.min(0.01, Math.max(0.002, err / 1000));
     else if (err < -3) d = Math.max(-0.005, Math.min(-0.002, err / 1000));
@@ -110,21 +108,36 @@ export class LatencyPolicy {
   }
 
   /**
-   * Audio (ms) to cut out with a chunk of chunkMs that just arrived: what is left of the backlog
-   * arriving() found, at most half the chunk; 0 when none. The output reports what it cut.
+   * Audio (ms) to cut out with a chunk of chunkMs that just arrived (the fill, with it, is fillMs):
+   * what is left of the backlog arriving() found, at most half the chunk, and never more than
+   * the fill holds above the target once this chunk has played (the target may have risen, or
+   * the speed done part of the work since). 0 when none; the output cuts at most this much and
+   * reports what it cut (cutMade).
    */
-  takeCut(chunkMs) {
-    return this.drainMs > 0 ? Math.min(this.drainMs, chunkMs / 2) : 0;
+  takeCut(chunkMs, fillMs) {
+    if (!(this.drainMs > 0)) return 0;
+    // A rest under 5 ms (or what the fill no longer holds) is left to the speed: a cut that short
+    // cannot reach a whole period of most pitches, and would cost the join more than it drains.
+    const ms = Math.min(this.drainMs, chunkMs / 2, fillMs - chunkMs - this.workTargetMs);
+    if (ms < 5) { this.cutMade(this.drainMs); return 0; }
+    return ms;
   }
 
-  /** The output cut ms (matchCut may cut a little more or less than asked). */
+  /** The output cut ms of the backlog: counted once a backlog, however many cuts it takes. */
   cutMade(ms) {
+    if (ms > 0 && !this.cutting) { this.drains++; this.cutting = true; }
     this.drainMs = Math.max(0, this.drainMs - ms);
+    if (this.drainMs < 0.5) { this.drainMs = 0; this.cutting = false; }
   }
 
-  /** After new audio arrived and the fill is fillMs: how many ms of the oldest audio to drop. */
+  /**
+   * After new audio arrived and the fill is fillMs: how many ms of the oldest audio to cut at
+   * once (a fill above the hard cap); a backlog being drained is then done with.
+   */
   excessAfterPush(fillMs) {
     if (!this.playing || fillMs <= this.capMs) return 0;
+    this.drainMs = 0;
+    this.cutting = false;
     return fillMs - (this.workTargetMs + this.frameMs);
   }
 }
@@ -158,28 +171,28 @@ export class Splice {
   /**
    * Where to cut about `want` frames out of audio not yet played, so that the join does not
    * show (NetEq's "accelerate", WSOLA): the cut k whose continuation x[k..k+W) looks most like
-   * what would have played, x[0..W), by normalised cross-correlation of `mono` (the channels'
-   * sum, n frames of it). A pure tone is then cut by whole periods, keeping its phase; speech
-   * and music by their best-matching pitch period. k lies in [max(want / 2, want - P),
-   * want + P / 2], P being 15 ms (down to a 67 Hz period), and ties go to the k nearest want.
-   * Returns { k, w }: w frames to overlap-add with overlapAdd(); w = 0 (a plain cut of `want`)
-   * where the audio is too short to search.
+   * what would have played, x[0..W), by normalised cross-correlation over every channel of
+   * `planes` (n frames of each, frame 0 the next to play). A pure tone is then cut by whole
+   * periods, keeping its phase; speech and music by their best-matching pitch period. k lies in
+   * [max(want / 2, want - P), min(want + P / 2, maxK)], P being 15 ms (down to a 67 Hz period),
+   * and ties go to the k nearest want. Returns { k, w }: w frames to overlap-add with
+   * overlapAdd(); w = 0 (a plain cut of want) where the audio is too short to search.
    */
-  static matchCut(mono, n, want, rate) {
+  static matchCut(planes, n, want, rate, maxK = Infinity) {
     const W = Math.round(rate * 0.005), P = Math.round(rate * 0.015);
     const lo = Math.max(1, Math.ceil(want / 2), want - P);
-    const hi = Math.min(n - W, want + (P >> 1));
+    const hi = Math.min(n - W, want + (P >> 1), maxK);
     if (hi < lo || n < 2 * W) return { k: Math.min(want, n), w: 0 };
-    let ea = 0;
-    for (let i = 0; i < W; i++) ea += mono[i] * mono[i];
+    let ea = 0, eb = 0;
+    for (const x of planes) for (let i = 0; i < W; i++) { ea += x[i] * x[i]; eb += x[lo + i] * x[lo + i]; }
     if (ea < 1e-9 * W) return { k: Math.max(lo, Math.min(hi, want)), w: W }; // silence: any cut
-    let eb = 0;
-    for (let i = 0; i < W; i++) eb += mono[lo + i] * mono[lo + i];
     let best = lo, bestScore = -Infinity;
     for (let k = lo; k <= hi; k++) {
-      if (k > lo) { const o = mono[k - 1], e = mono[k + W - 1]; eb += e * e - o * o; }
       let c = 0;
-      for (let i = 0; i < W; i++) c += mono[i] * mono[k + i];
+      for (const x of planes) {
+        if (k > lo) { const o = x[k - 1], e = x[k + W - 1]; eb += e * e - o * o; }
+        for (let i = 0; i < W; i++) c += x[i] * x[k + i];
+      }
       const score = (eb > 1e-12 ? c / Math.sqrt(ea * eb) : 0) - 0.01 * Math.abs(k - want) / P;
       if (score > bestScore) { bestScore = score; best = k; }
     }
@@ -187,15 +200,16 @@ export class Splice {
   }
 
   /**
-   * The join of a cut: plane[k + i] = plane[i] * (1 - g) + plane[k + i] * g over w frames (g
-   * rising), so the audio after the cut starts as what would have played, then becomes its
-   * continuation. get(ch, i) / set(ch, i, v) address frame i of channel ch after the play point.
+   * The join of a cut, in place: x[k + i] = x[i] * (1 - g) + x[k + i] * g over w frames (g
+   * rising) in every plane, so the audio after the cut starts as what would have played, then
+   * becomes its continuation. Backwards, so that a cut shorter than the join reads x[i] before
+   * it is overwritten.
    */
-  static overlapAdd(channels, k, w, get, set) {
-    for (let ch = 0; ch < channels; ch++) {
-      for (let i = 0; i < w; i++) {
+  static overlapAdd(planes, k, w) {
+    for (const x of planes) {
+      for (let i = w - 1; i >= 0; i--) {
         const g = (i + 1) / (w + 1);
-        set(ch, k + i, get(ch, i) * (1 - g) + get(ch, k + i) * g);
+        x[k + i] = x[i] * (1 - g) + x[k + i] * g;
       }
     }
   }

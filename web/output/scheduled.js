@@ -110,8 +110,8 @@ export class ScheduledOutput {
       if (overMs > 0) {         // above the hard cap: back to the target at once
         if (this._drop(Math.round(overMs * this._rate / 1000))) this._dropEvents++;
       } else {                  // a backlog: a pitch period or so with each chunk
-        const want = Math.round(this._policy.takeCut(chunkMs) * this._rate / 1000);
-        if (want > 0) this._policy.cutMade(this._ms(this._drop(want)));
+        const want = Math.round(this._policy.takeCut(chunkMs, this._fillMs()) * this._rate / 1000);
+        if (want > 0) this._policy.cutMade(this._ms(this._drop(want, want)));
       }
     }
     const fill = this._fillMs();
@@ -192,7 +192,7 @@ export class ScheduledOutput {
    * have played (Splice.matchCut), joined by overlap-add; only audio too short to search is cut
    * plainly and crossfaded from the sample before it. Returns the frames cut.
    */
-  _drop(frames) {
+  _drop(frames, maxK = Infinity) {
     const later = this._unscheduleLater();
     if (!later.length) return 0;
     let total = 0;
@@ -202,13 +202,11 @@ export class ScheduledOutput {
       let o = 0;
       for (const q of later) { all[ch].set(q.buf.getChannelData(ch), o); o += q.buf.length; }
     }
-    const mono = new Float32Array(total);
-    for (let i = 0; i < total; i++) mono[i] = all[0][i] + all[1][i];
-    const { k, w } = Splice.matchCut(mono, total, Math.min(frames, total), this._rate);
+    const { k, w } = Splice.matchCut(all, total, Math.min(frames, total), this._rate, maxK);
     this._droppedFrames += k;
     const keep = total - k;
     if (keep <= 0) { this._setTail(); return k; }
-    if (w) Splice.overlapAdd(2, k, w, (ch, i) => all[ch][i], (ch, i, v) => { all[ch][i] = v; });
+    if (w) Splice.overlapAdd(all, k, w);
     const out = [all[0].subarray(k), all[1].subarray(k)];
     if (!w) Splice.fadeFrom(this._last, out, keep);
     this._schedule(out[0], out[1]);

@@ -133,8 +133,8 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     if (over > 0) {                          // above the hard cap: back to the target at once
       if (this.cut(Math.min(over, this.n - 2))) this.dropEvents++;
     } else {                                 // a backlog: a pitch period or so with each chunk
-      const want = this.frames(this.policy.takeCut(chunkMs));
-      if (want > 0) this.policy.cutMade(this.ms(this.cut(Math.min(want, this.n - 2))));
+      const want = Math.min(this.frames(this.policy.takeCut(chunkMs, this.ms(this.n))), this.n - 2);
+      if (want > 0) this.policy.cutMade(this.ms(this.cut(want, want)));
     }
 
     if (this.n > this.maxBuf) this.maxBuf = this.n;
@@ -143,19 +143,25 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
    * Cut about 'want' frames out of the oldest audio (a backlog above the target): where the
    * waveform after the cut matches what would have played (Splice.matchCut), joined by
    * overlap-add; only audio too short to search is cut plainly, crossfaded from the held last
-   * sample. Returns the frames cut.
+   * sample. Never more than maxK frames. Returns the frames cut.
    */
-  cut(want) {
+  cut(want, maxK = Infinity) {
     if (want <= 0) return 0;
-    const cap = this.cap, b0 = this.bufs[0], b1 = this.bufs[1];
+    const cap = this.cap;
     const len = Math.min(this.n, want + this.frames(25));
-    const mono = new Float32Array(len);
-    for (let i = 0, j = this.r; i < len; i++, j = j + 1 === cap ? 0 : j + 1) mono[i] = b0[j] + b1[j];
-    const { k, w } = Splice.matchCut(mono, len, want, this.inRate);
+    // The audio from the play point on, unwrapped into scratch planes kept between cuts.
+    if (!this.scratch || this.scratch[0].length < len) this.scratch = [new Float32Array(2 * len), new Float32Array(2 * len)];
+    const x = this.scratch;
+    for (let ch = 0; ch < 2; ch++) {
+      const b = this.bufs[ch], first = Math.min(len, cap - this.r);
+      x[ch].set(b.subarray(this.r, this.r + first), 0);
+      if (first < len) x[ch].set(b.subarray(0, len - first), first);
+    }
+    const { k, w } = Splice.matchCut(x, len, want, this.inRate, maxK);
     if (k <= 0) return 0;
-    if (w) {
-      const at = (i) => (this.r + i) % cap;
-      Splice.overlapAdd(2, k, w, (ch, i) => this.bufs[ch][at(i)], (ch, i, v) => { this.bufs[ch][at(i)] = v; });
+    if (w) {                                 // the join goes back into the ring
+      Splice.overlapAdd(x, k, w);
+      for (let ch = 0; ch < 2; ch++) for (let i = k; i < k + w; i++) this.bufs[ch][(this.r + i) % cap] = x[ch][i];
     } else {
       this.xfade = Splice.FADE; this.xfrom = [this.last[0], this.last[1]];
     }
@@ -163,6 +169,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.droppedFrames += k;
     return k;
   }
+
   process(inputs, outputs) {
     const out = outputs[0];
     const L = out[0], R = out[1] || out[0];
