@@ -85,3 +85,19 @@ test('the ring wraps (2 s of it, 8 s played) and the buffer holds its target wit
   const j = phaseJumps(out.subarray(RATE), RATE, HZ, 1);
   assert.ok(j.maxJump < 0.1, `phase jump ${j.maxJump.toFixed(3)} rad at ${j.at} s`);
 });
+
+test('a backlog the fill no longer holds is left to the speed and not counted as cut', () => {
+  const policy = new LatencyPolicy({ floorMs: 13, jitterMs: 5 });
+  policy.start(20, 20);
+  policy.drainMs = 30;              // arriving() found a backlog of 30 ms
+  const target = policy.workTargetMs;
+  assert.equal(policy.takeCut(20, target + 20 + 3), 0, 'only 3 ms above the target: nothing to cut');
+  assert.equal(policy.drainMs, 0);
+  assert.equal(policy.drains, 0, 'nothing was cut, so no backlog is counted');
+  policy.drainMs = 30;
+  const ms = policy.takeCut(20, target + 20 + 40);
+  assert.equal(ms, 10, 'half the chunk');
+  policy.cutMade(ms);
+  assert.equal(policy.drains, 1);
+  assert.equal(policy.drainMs, 20);
+});

@@ -63,8 +63,7 @@ export class LatencyPolicy {
   reset() {
     this.playing = false;
     this.speed = 1;
-    this.drainMs = 0;
-    this.cutting = false;
+    this.endDrain();
     this.windowMinMs = Infinity;
     this.windowStartMs = null;
   }
@@ -119,7 +118,7 @@ export class LatencyPolicy {
     // A rest under 5 ms (or what the fill no longer holds) is left to the speed: a cut that short
     // cannot reach a whole period of most pitches, and would cost the join more than it drains.
     const ms = Math.min(this.drainMs, chunkMs / 2, fillMs - chunkMs - this.workTargetMs);
-    if (ms < 5) { this.cutMade(this.drainMs); return 0; }
+    if (ms < 5) { this.endDrain(); return 0; }
     return ms;
   }
 
@@ -127,7 +126,13 @@ export class LatencyPolicy {
   cutMade(ms) {
     if (ms > 0 && !this.cutting) { this.drains++; this.cutting = true; }
     this.drainMs = Math.max(0, this.drainMs - ms);
-    if (this.drainMs < 0.5) { this.drainMs = 0; this.cutting = false; }
+    if (this.drainMs < 0.5) this.endDrain();
+  }
+
+  /** No backlog left to cut (cut, left to the speed, or cut at once above the cap). */
+  endDrain() {
+    this.drainMs = 0;
+    this.cutting = false;
   }
 
   /**
@@ -136,8 +141,7 @@ export class LatencyPolicy {
    */
   excessAfterPush(fillMs) {
     if (!this.playing || fillMs <= this.capMs) return 0;
-    this.drainMs = 0;
-    this.cutting = false;
+    this.endDrain();
     return fillMs - (this.workTargetMs + this.frameMs);
   }
 }
