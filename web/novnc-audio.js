@@ -4,6 +4,8 @@
 // the connection, reconnection, the audio graph (volume, mute, level meter) and the stats. The
 // stages live beside it, one file per concern behind a small interface, chosen by what the
 // browser offers (select.js):
+//   receiver.js                 the wire format, holes, arrival lateness, the decoder
+//   stream-worker.js            the receiver in a Worker, feeding the worklet (transport 'worker')
 //   decoders/webcodecs-opus.js  Opus via WebCodecs (secure contexts)
 //   decoders/wasm-opus.js       Opus via libopus in WebAssembly (plain-http pages), loaded lazily
 //   decoders/pcm.js             raw PCM frames
@@ -23,23 +25,17 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, pickContextRate, pickDecoder, pickOutput } from './select.js';
-import { PcmDecoder } from './decoders/pcm.js';
-import { WebCodecsOpusDecoder, webCodecsOpusUnavailable } from './decoders/webcodecs-opus.js';
-import { WasmOpusDecoder, wasmOpusUnavailable } from './decoders/wasm-opus.js';
+import { engineOf, pickContextRate, pickOutput, pickTransport } from './select.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
-import { ArrivalJitter } from './output/arrival-jitter.js';
+import { StreamReceiver } from './receiver.js';
 
-const CODEC_PCM = 0x00;
-const CODEC_OPUS = 0x01;
-const HEADER_BYTES = 9;
+const WORKER_URL = new URL('./stream-worker.js', import.meta.url);
 const STORAGE_KEY = 'novnc-audio.enabled';
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 10000;
 const STATS_INTERVAL_MS = 250;
-const MAX_CONCEALED_FRAMES = 5;       // a longer hole is a stall, not a lost frame
 const MAIN_THREAD_WINDOW_S = 5;       // stats.mainThreadMsPerS is over this much audio
 const OPUS_LOOKAHEAD_MS = 2.5;        // the daemon's encoder (restricted low delay)
 const REPORT_INTERVAL_MS = 5000;      // playout figures to the daemon, as a text message
@@ -51,7 +47,6 @@ const BLIND_FLOOR_MS = 40;      // the buffer's floor where the engine hides its
 const SILENT_REASON = 'connected; the desktop is silent';
 const BLOCKED_REASON = 'Sound is blocked by the browser: click or press a key anywhere on the page to enable it';
 
-const DECODERS = { webcodecs: WebCodecsOpusDecoder, wasm: WasmOpusDecoder, pcm: PcmDecoder };
 const OUTPUTS = { worklet: WorkletOutput, scheduled: ScheduledOutput };
 
 function clamp(v, lo, hi) { return Math.min(hi, Math.max(lo, v)); }
@@ -94,6 +89,11 @@ export class NovncAudio extends EventTarget {
    * @param {'auto'|'worklet'|'scheduled'} [opts.output='auto'] AudioWorklet where the context
    *        has one, else AudioBufferSourceNodes scheduled on the context timeline; WebKitGTK
    *        schedules even where it has a worklet (measured better there: select.js)
+   * @param {'auto'|'main'|'worker'} [opts.transport='auto'] where the stream is received and
+   *        decoded: 'worker' in a dedicated Worker that feeds the AudioWorklet directly, so the
+   *        page's main thread (noVNC drawing) cannot hold the audio back; 'main' on the page's
+   *        main thread. 'auto': the worker wherever the output is the worklet (select.js
+   *        pickTransport); the scheduled output needs the main thread anyway
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
    * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p99
@@ -129,6 +129,9 @@ export class NovncAudio extends EventTarget {
     if (!['auto', 'webcodecs', 'wasm'].includes(decoder)) throw new TypeError(`NovncAudio: unknown decoder ${decoder}`);
     const output = opts.output || 'auto';
     if (!['auto', 'worklet', 'scheduled'].includes(output)) throw new TypeError(`NovncAudio: unknown output ${output}`);
+    const transport = opts.transport || 'auto';
+    if (!['auto', 'main', 'worker'].includes(transport)) throw new TypeError(`NovncAudio: unknown transport ${transport}`);
+    this.transportChoice = transport;
     this.url = toWsUrl(String(opts.url));
     if (opts.token) {
       const u = new URL(this.url);
@@ -161,26 +164,26 @@ export class NovncAudio extends EventTarget {
     this._output = null;
     this._gain = null;
     this._analyser = null;
-    this._decoder = null;        // for Opus frames (or PCM when PCM was chosen)
-    this._pcm = null;            // for PCM frames a server sends whatever was asked
+    this._rxOpts = { jitterPeaks: opts.jitterPeaks === true, pcmSampleRate: this.pcmSampleRate,
+      pcmChannels: this.pcmChannels, wasmWorker: this.wasmWorker };
+    this._rx = null;             // the StreamReceiver on this thread (transport 'main')
+    this._worker = null;         // the stream's Worker (transport 'worker')
+    this._workerConn = 0;        // the worker's connection that is current
+    this._remote = null;         // the worker's last figures ({ type: 'stats' })
+    this._decoderName = null;
     this._decoderErrors = 0;
     this._usePcm = codec === 'pcm';
     this._attempt = 0;
     this._retryTimer = null;
     this._statsTimer = null;
     this._gen = 0;               // bumps on stop/reconnect; stale callbacks check it
-    this._lastTs = null;
-    this._lastArrival = null;
-    this._frameMs = null;
     this._disarmUnlock = null;
     this._disarmFirstGesture = null;
     this._timeBuf = null;
     this._freqBuf = null;
     this._busyDepth = 0;
-    this._mt = { busyMs: 0, audioS: 0 };
-    this._jitter = new ArrivalJitter({ peaks: opts.jitterPeaks === true });
+    this._mt = { busyMs: 0, audioS0: 0, busyMs0: 0 };
     this._sentJitterMs = null;
-    this._gap = null;             // { ts, ms }: audio lost before frame ts, not concealed
     this._openStart = null;
     this._networkMs = null;
     this._echoes = [];                  // { at, rttMs } of the echoed reports, ECHO_WINDOW_MS
@@ -192,7 +195,7 @@ export class NovncAudio extends EventTarget {
       lateP99Ms: 0, latePeakMs: 0, lateStallMs: 0, networkMs: null, networkSource: null, frameMs: null, outputLatencyMs: 0, outputLatencySource: null,
       outputLatencyKnown: false,
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
-      codec: null, decoder: null, output: null, mainThreadMsPerS: null, concealedFrames: 0,
+      codec: null, decoder: null, output: null, transport: null, mainThreadMsPerS: null, workerMsPerS: null, concealedFrames: 0,
       reconnects: 0, lastError: null, gaps: 0, decodeErrors: 0,
       audioContextState: null, sampleRate: null, renderedMs: 0, buffering: true,
     };
@@ -218,7 +221,7 @@ export class NovncAudio extends EventTarget {
 
   get state() { return this._state; }
   get reason() { return this._reason; }
-  get stats() { return { ...this._stats }; }
+  get stats() { this._syncReceived(); return { ...this._stats }; }
   get analyser() { return this._analyser; }
   get audioContext() { return this._ctx; }
   /** True while the stream runs but the browser holds the sound until a user gesture. */
@@ -378,6 +381,7 @@ export class NovncAudio extends EventTarget {
     try {
       await this._ensureOutput();
       if (gen !== this._gen) return;
+      this._ensureTransport();
       note = await this._ensureDecoder();
     } catch (e) {
       if (gen === this._gen) this._fail(message(e));
@@ -512,48 +516,118 @@ export class NovncAudio extends EventTarget {
     this._stats.floorMs = this._output.floorMs;
   }
 
-  /** Picks and opens the decoder; returns a note for the state reason (a fallback), or ''. */
-  async _ensureDecoder() {
-    this._closeDecoders();
-    const wantsOpus = !this._usePcm;
-    const pick = pickDecoder({
-      codec: wantsOpus ? this.codec : 'pcm',
-      decoder: this.decoderChoice,
-      webcodecs: wantsOpus ? await webCodecsOpusUnavailable() : 'not needed',
-      wasm: wantsOpus ? wasmOpusUnavailable() : 'not needed',
+  /**
+   * Where the stream is received (transport): a Worker feeding the worklet, or this thread. A
+   * worker that cannot start (a Content-Security-Policy without blob: workers, say) leaves it
+   * here, and says so.
+   */
+  _ensureTransport() {
+    if (this._worker || this._rx) return;
+    const pick = pickTransport({
+      transport: this.transportChoice,
+      output: this._output.name,
+      worker: typeof globalThis.Worker === 'function' ? null : 'this browser has no Worker',
     });
-    if (!pick.decoder) throw new Error(pick.error);
-    let note = pick.note;
-    let kind = pick.decoder;
-    try {
-      this._decoder = await this._openDecoder(kind);
-    } catch (e) {
-      if (kind === 'pcm' || this.codec === 'opus') throw e;
-      note = `${message(e)}; playing PCM instead (?codec=pcm, about 1.5 Mbit/s)`;
-      kind = 'pcm';
-      this._decoder = await this._openDecoder(kind);
+    if (pick.note) this._emitError(pick.note);
+    if (pick.transport === 'worker') {
+      try {
+        this._startWorker();
+        this._stats.transport = 'worker';
+        return;
+      } catch (e) {
+        this._emitError(`the stream's Worker did not start (${message(e)}); receiving on the main thread`);
+      }
     }
+    this._useMainThread();
+  }
+
+  _useMainThread() {
+    this._worker = null;
+    this._remote = null;
+    this._rx = new StreamReceiver({
+      ...this._rxOpts,
+      sink: {
+        push: (...a) => { if (this._output) this._output.push(...a); },
+        flush: () => { if (this._output) this._output.flush(); },
+      },
+      timed: (fn) => this._timed(fn),
+      onDecoderError: (msg) => this._onDecoderError(msg),
+      onNotOurs: (what) => this._notOurs(what),
+      onFirstFrame: () => this._firstFrame(),
+    });
+    this._stats.transport = 'main';
+  }
+
+  /**
+   * The Worker, started from a Blob URL that imports stream-worker.js: a Worker's own script
+   * must be same-origin with the page, and this module may come from the daemon's origin (a
+   * noVNC page on :6080 loading it from :6090); an import from the Blob is allowed across
+   * origins (CORS, which the daemon's files allow).
+   */
+  _startWorker() {
+    const blobUrl = URL.createObjectURL(new Blob([`import ${JSON.stringify(WORKER_URL.href)};\n`], { type: 'text/javascript' }));
+    let w;
+    try {
+      w = new Worker(blobUrl, { type: 'module', name: 'novnc-audio stream' });
+    } catch (e) {
+      URL.revokeObjectURL(blobUrl);
+      throw e;
+    }
+    // Revoked once the worker answers (or fails): the module may still be loading until then.
+    const revoke = () => { if (blobUrl) URL.revokeObjectURL(blobUrl); };
+    w.onmessage = (e) => { revoke(); if (this._worker === w) this._onWorker(e.data); };
+    w.onerror = (e) => {
+      revoke();
+      if (this._worker !== w) return;
+      w.terminate();
+      this._emitError(`the stream's Worker failed (${e.message || 'it did not load'}); receiving on the main thread`);
+      this._useMainThread();
+      if (this._active()) this._scheduleReconnect('the stream\'s Worker failed');
+    };
+    const port = this._output.feedPort();
+    w.postMessage({ type: 'init', port, opts: this._rxOpts }, [port]);
+    this._worker = w;
+  }
+
+  /** What the worker says (stream-worker.js); events of an older connection are ignored. */
+  _onWorker(m) {
+    if (m.type === 'stats') { this._remote = m; return; }
+    if (m.id !== this._workerConn) return;
+    switch (m.type) {
+      case 'decoder': this._applyDecoder(m); break;
+      case 'fail': this._fail(m.message); break;
+      case 'open': this._opened(m.handshakeMs); break;
+      case 'close': this._closed(m.code, m.reason); break;
+      case 'first': this._firstFrame(); break;
+      case 'notours': this._notOurs(m.what); break;
+      case 'decoderError': this._onDecoderError(m.message); break;
+      case 'echo': this._onEcho(m.text, m.at - performance.timeOrigin); break;
+      default: break;
+    }
+  }
+
+  /**
+   * Picks and opens the decoder on this thread; returns a note for the state reason (a
+   * fallback), or ''. The worker opens its own when it connects.
+   */
+  async _ensureDecoder() {
+    if (!this._rx) return '';
+    const gen = this._gen;
+    const d = await this._rx.openDecoder({ codec: this.codec, decoder: this.decoderChoice, usePcm: this._usePcm });
+    if (gen !== this._gen) return '';
+    return this._applyDecoder(d);
+  }
+
+  _applyDecoder({ kind, name, note }) {
     if (kind === 'pcm') this._usePcm = true;
     if (note) this._emitError(note);
-    this._stats.decoder = this._decoder.name;
+    this._decoderName = name;
+    this._stats.decoder = name;
     return note;
   }
 
-  _openDecoder(kind) {
-    const gen = this._gen;
-    return DECODERS[kind].create({
-      onAudio: (planes, frames, rate, ts) => { if (gen === this._gen) this._timed(() => this._onAudio(planes, frames, rate, ts)); },
-      onError: (e) => { if (gen === this._gen) this._onDecoderError(e); },
-      worker: this.wasmWorker,
-      sampleRate: this.pcmSampleRate,
-      channels: this.pcmChannels,
-    });
-  }
-
   _closeDecoders() {
-    for (const d of [this._decoder, this._pcm]) if (d) d.close();
-    this._decoder = null;
-    this._pcm = null;
+    if (this._rx) this._rx.closeDecoders();
   }
 
   /** Autoplay policy: resume the AudioContext on the next gesture anywhere on the page. */
@@ -578,6 +652,14 @@ export class NovncAudio extends EventTarget {
 
   _connect(reason) {
     const gen = this._gen;
+    this._openStart = performance.now();
+    if (this._state !== 'reconnecting') this._setState('connecting', reason);
+    if (this._worker) {
+      this._wsOpen = false;
+      this._worker.postMessage({ type: 'connect', id: ++this._workerConn, url: this._streamUrl(),
+        codec: this.codec, decoder: this.decoderChoice, usePcm: this._usePcm });
+      return;
+    }
     let ws;
     try {
       ws = new WebSocket(this._streamUrl());
@@ -587,40 +669,58 @@ export class NovncAudio extends EventTarget {
     }
     ws.binaryType = 'arraybuffer';
     this._ws = ws;
-    this._gotFrame = false;
-    this._lastTs = null;
-    this._lastArrival = null;
-    this._frameMs = null;
-    this._jitter.restart();
-    this._openStart = performance.now();
-    if (this._state !== 'reconnecting') this._setState('connecting', reason);
-    ws.onopen = () => {
-      if (gen !== this._gen) return;
-      // The handshake is two round trips (TCP, then the HTTP upgrade): a quarter is one way.
-      // Until the daemon echoes a report (older daemons never do): that stays the estimate.
-      this._networkMs = (performance.now() - this._openStart) / 4;
-      this._echoes = [];
-      this._stats.networkSource = 'handshake';
-      // The daemon sends nothing while the desktop is silent, so an open socket already is
-      // the working state: say so rather than "connecting" until someone plays a sound.
-      this._attempt = 0;
-      this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : SILENT_REASON);
-    };
+    this._rx.restart();
+    ws.onopen = () => { if (gen === this._gen) this._opened(performance.now() - this._openStart); };
     ws.onmessage = (e) => {
       if (gen !== this._gen) return;
       // The stream is binary; the only text is the echo of our own playout report.
       if (typeof e.data === 'string') { this._onEcho(e.data); return; }
-      this._timed(() => this._onFrame(e.data));
+      this._timed(() => this._rx.frame(e.data, performance.now()));
     };
     ws.onerror = () => { /* the close event follows with the details */ };
     ws.onclose = (e) => {
       if (gen !== this._gen) return;
       this._ws = null;
-      this._scheduleReconnect(`socket closed (code ${e.code}${e.reason ? ': ' + e.reason : ''})`);
+      this._closed(e.code, e.reason);
     };
   }
 
+  /** The socket is open; handshakeMs: from asking to open. */
+  _opened(handshakeMs) {
+    this._wsOpen = true;
+    // The handshake is two round trips (TCP, then the HTTP upgrade): a quarter is one way.
+    // Until the daemon echoes a report (older daemons never do): that stays the estimate.
+    this._networkMs = handshakeMs / 4;
+    this._echoes = [];
+    this._stats.networkSource = 'handshake';
+    // The daemon sends nothing while the desktop is silent, so an open socket already is
+    // the working state: say so rather than "connecting" until someone plays a sound.
+    this._attempt = 0;
+    this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : SILENT_REASON);
+  }
+
+  _closed(code, reason) {
+    this._wsOpen = false;
+    this._scheduleReconnect(`socket closed (code ${code}${reason ? ': ' + reason : ''})`);
+  }
+
+  _firstFrame() {
+    this._attempt = 0;  // a working connection resets the backoff
+    this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : 'playing');
+  }
+
+  _notOurs(what) {
+    this._fail(`${this.url} is not a novnc-audio stream (${what}); ` +
+      "check the audio URL (data-audio-url, or the daemon's port, 6090 by default)");
+  }
+
   _closeSocket(code, reason) {
+    this._wsOpen = false;
+    if (this._worker) {
+      this._workerConn++;
+      this._worker.postMessage({ type: 'close', code, reason });
+      return;
+    }
     const ws = this._ws;
     this._ws = null;
     if (!ws) return;
@@ -667,101 +767,8 @@ export class NovncAudio extends EventTarget {
     }
   }
 
-  _onFrame(buf) {
-    const st = this._stats;
-    st.bytesReceived += buf.byteLength;
-    if (buf.byteLength < HEADER_BYTES) return;
-    const dv = new DataView(buf);
-    const ts = dv.getUint32(0) * 4294967296 + dv.getUint32(4);
-    const codec = dv.getUint8(8);
-    if (codec !== CODEC_PCM && codec !== CODEC_OPUS) {
-      // Not our wire format: most likely the URL reaches websockify or another WebSocket server
-      // (its first bytes are "RFB 003.008"). Say so instead of playing nothing in silence.
-      if (!this._gotFrame) {
-        this._fail(`${this.url} is not a novnc-audio stream (codec byte 0x${codec.toString(16).padStart(2, '0')}); ` +
-          "check the audio URL (data-audio-url, or the daemon's port, 6090 by default)");
-      }
-      return;
-    }
-    st.frames++;
-
-    // Interarrival jitter (RFC 3550 style), the frame duration (the smallest step seen) and holes.
-    // A hole of a few frames is lost audio, concealed; a longer one (or a step back) is a new
-    // talk spurt (the daemon skipped silence, or restarted): stale audio goes, and the new audio
-    // starts at once at the target.
-    const now = performance.now();
-    let lostFrames = 0;
-    let spurt = false;
-    if (this._lastTs !== null) {
-      const step = ts - this._lastTs;
-      const d = (now - this._lastArrival) - step;
-      st.jitterMs += (Math.abs(d) - st.jitterMs) / 16;
-      if (step > 0 && (this._frameMs === null || step < this._frameMs)) this._frameMs = step;
-      const f = this._frameMs;
-      if (step <= 0) spurt = true;
-      else if (f >= 5 && step > f * 1.5) {
-        st.gaps++;
-        const n = Math.round(step / f) - 1;
-        if (n <= MAX_CONCEALED_FRAMES && Math.abs(step - (n + 1) * f) <= 1) lostFrames = n;
-        else spurt = true;
-      }
-    }
-    if (spurt) {
-      st.spurts++;
-      this._jitter.restart();
-      if (this._output) this._output.flush();
-    }
-    this._jitter.arrived(ts, now);
-    this._lateAtArrival = this._jitter.lateOf(ts, now);
-    this._lastTs = ts;
-    this._lastArrival = now;
-
-    if (!this._gotFrame) {
-      this._gotFrame = true;
-      this._attempt = 0;  // a working connection resets the backoff
-      this._setState('playing', this._ctx && this._ctx.state !== 'running' ? BLOCKED_REASON : 'playing');
-    }
-
-    const payload = new Uint8Array(buf, HEADER_BYTES);
-    if (codec === CODEC_PCM) {
-      st.codec = 'pcm';
-      if (lostFrames) this._gap = { ts, ms: lostFrames * this._frameMs };
-      if (this._decoder && this._decoder.name === 'pcm') this._decoder.decode(payload, ts);
-      else (this._pcm ||= new PcmDecoder({ onAudio: (p, n, r, t) => this._onAudio(p, n, r, t),
-        sampleRate: this.pcmSampleRate, channels: this.pcmChannels })).decode(payload, ts);
-    } else if (codec === CODEC_OPUS) {
-      st.codec = 'opus';
-      // A server started with --codec opus may send Opus even when PCM was asked for: decode it
-      // when we have an Opus decoder, otherwise there is nothing to play.
-      const dec = this._decoder;
-      if (!dec || dec.name === 'pcm') return;
-      if (lostFrames) {
-        if (dec.conceal(lostFrames * this._frameMs * 48)) st.concealedFrames += lostFrames;
-        else this._gap = { ts, ms: lostFrames * this._frameMs };  // the output fades across the hole
-      }
-      dec.decode(payload, ts);
-    }
-  }
-
-  _onAudio(planes, frames, rate, ts) {
-    if (!this._output) return;
-    this._mt.audioS += frames / rate;
-    // WebCodecs decodes asynchronously: the hole is where its frame comes out, found by timestamp.
-    let gapMs = 0;
-    if (this._gap && this._gap.ts === ts) { gapMs = this._gap.ms; this._gap = null; }
-    // How late this audio reaches the output, against the fastest frame of the jitter window:
-    // the last frame's lateness on arrival plus the time since (decoding). The output adds how
-    // long it then waits to be rendered; the sum is the part of latencyMs above the fastest
-    // frame. Not from the decoder's output timestamp: in a 10-minute Chromium run (WebCodecs),
-    // after one stall and two holes, latencyMs computed so stayed 38 ms high while the buffer
-    // was back at its level; a decoder that stamps its output continuously (not verified) would
-    // do that, the arrival's lateness cannot.
-    const lateMs = (this._lateAtArrival || 0) + (this._lastArrival === null ? 0 : performance.now() - this._lastArrival);
-    this._output.push(planes, frames, rate, gapMs, lateMs);
-  }
-
-  _onDecoderError(e) {
-    const msg = `Opus decoder error: ${message(e)}`;
+  _onDecoderError(what) {
+    const msg = `Opus decoder error: ${what}`;
     this._stats.decodeErrors++;
     this._decoderErrors++;
     this._emitError(msg);
@@ -808,16 +815,17 @@ export class NovncAudio extends EventTarget {
   _updateStats() {
     const st = this._stats;
     const ctx = this._ctx;
-    if (this._output && this.adaptive) {
+    const rx = this._received();
+    if (this._output && this.adaptive && rx) {
       // The buffer's target follows how late frames come (sent when it moved by 0.5 ms).
-      const late = this._jitter.lateMs();
+      const late = rx.lateMs;
       if (this._sentJitterMs === null || Math.abs(late - this._sentJitterMs) >= 0.5) {
         this._output.configure({ jitterMs: late });
         this._sentJitterMs = late;
       }
-      st.lateP99Ms = this._jitter.percentileMs();
-      st.latePeakMs = this._jitter.peakMs();
-      st.lateStallMs = this._jitter.stallMs();
+      st.lateP99Ms = rx.lateP99Ms;
+      st.latePeakMs = rx.latePeakMs;
+      st.lateStallMs = rx.lateStallMs;
     }
     if (this._output) {
       const o = this._output.stats();
@@ -846,11 +854,12 @@ export class NovncAudio extends EventTarget {
     st.outputLatencySource = out.source;
     st.outputLatencyKnown = out.source === 'getOutputTimestamp' || out.source === 'outputLatency';
     this._blindOutput(out.source);
-    st.frameMs = this._frameMs;
+    const lastTs = rx ? rx.lastTs : null;
+    st.frameMs = rx ? rx.frameMs : null;
     st.networkMs = this._networkMs;
     st.audioDelayMs = this._audioDelayMs;
-    const frameMs = this._frameMs || this._outputFrameMs || 20;
-    const decMs = this._decoder ? this._decoder.queueSize * frameMs : 0;
+    const frameMs = st.frameMs || this._outputFrameMs || 20;
+    const decMs = rx ? rx.decoderQueue * frameMs : 0;
     // Capture to sound. A sample waits for its frame to fill, and plays at the same place in the
     // frame: that is one frame. Then the encoder's lookahead, the way over for the fastest frame
     // (networkTerm, from the echoed round trips), and from there to the moment the graph renders it, as
@@ -865,15 +874,20 @@ export class NovncAudio extends EventTarget {
     };
     st.latencyTerms = terms;
     st.latencyMs = Object.values(terms).reduce((a, b) => a + b, 0);
-    if (this._lastTs !== null && !st.buffering) {
-      this._position = { ms: this._lastTs + frameMs - decMs - st.bufferedMs - out.ms, at: performance.now() };
+    if (lastTs !== null && !st.buffering) {
+      this._position = { ms: lastTs + frameMs - decMs - st.bufferedMs - out.ms, at: performance.now() };
     }
     this._maybeReport();
     st.audioContextState = ctx ? ctx.state : null;
     // Main-thread cost per second of audio, over the last MAIN_THREAD_WINDOW_S of audio.
+    // With the worker, frames cost this thread nothing (stats.workerMsPerS: what they cost there).
     const mt = this._mt;
-    if (mt.audioS > 0.5) st.mainThreadMsPerS = mt.busyMs / mt.audioS;
-    if (mt.audioS >= MAIN_THREAD_WINDOW_S) this._mt = { busyMs: 0, audioS: 0 };
+    const audioS = rx ? rx.audioS - mt.audioS0 : 0;
+    if (audioS > 0.5) {
+      st.mainThreadMsPerS = mt.busyMs / audioS;
+      st.workerMsPerS = this._worker ? (rx.busyMs - mt.busyMs0) / audioS : null;
+    }
+    if (audioS >= MAIN_THREAD_WINDOW_S) this._mt = { busyMs: 0, audioS0: rx.audioS, busyMs0: rx.busyMs || 0 };
     this.dispatchEvent(new CustomEvent('stats', { detail: this.stats }));
   }
 
@@ -882,36 +896,59 @@ export class NovncAudio extends EventTarget {
    * connection, timed again every report, so the network term follows the link after the
    * handshake (which a page connected over a clean link and then slowed would keep for good).
    */
-  _onEcho(text) {
+  _onEcho(text, now = performance.now()) {
     let msg;
     try { msg = JSON.parse(text); } catch { return; }
     if (!msg || msg.type !== 'echo' || !Number.isFinite(msg.echo)) return;
-    const now = performance.now();
     const rttMs = now - msg.echo;
     if (!(rttMs >= 0 && rttMs < 10000)) return;
     this._echoes.push({ at: now, rttMs });
     while (this._echoes.length && now - this._echoes[0].at > ECHO_WINDOW_MS) this._echoes.shift();
-    this._networkMs = networkTerm(this._echoes.map((e) => e.rttMs), this._jitter.medianMs());
+    const rx = this._received();
+    this._networkMs = networkTerm(this._echoes.map((e) => e.rttMs), rx ? rx.lateMedianMs : 0);
     this._stats.networkSource = 'echo';
   }
 
   /** Every REPORT_INTERVAL_MS, the playout figures to the daemon (bounded there: see src/web). */
   _maybeReport() {
-    const ws = this._ws;
-    if (!this.report || !ws || ws.readyState !== 1 || this._state !== 'playing') return;
+    if (!this.report || !this._wsOpen || this._state !== 'playing') return;
     const now = performance.now();
     if (now - this._lastReport < REPORT_INTERVAL_MS) return;
     this._lastReport = now;
     const st = this._stats;
     const r = (v) => (Number.isFinite(v) ? Math.round(v * 10) / 10 : 0);
-    try {
-      ws.send(JSON.stringify({
-        type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
-        outputMs: r(st.outputLatencyMs), jitterMs: r(Math.max(st.lateP99Ms, st.latePeakMs, st.lateStallMs)), underruns: st.underruns,
-        delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
-        echo: Math.round(now * 1000) / 1000,
-      }));
-    } catch { /* closing */ }
+    const text = JSON.stringify({
+      type: 'playout', latencyMs: r(st.latencyMs), bufferMs: r(st.bufferedMs), targetMs: r(st.targetMs),
+      outputMs: r(st.outputLatencyMs), jitterMs: r(Math.max(st.lateP99Ms, st.latePeakMs, st.lateStallMs)), underruns: st.underruns,
+      delayMs: r(this._audioDelayMs), output: st.output || '', decoder: st.decoder || '',
+      echo: Math.round(now * 1000) / 1000,
+    });
+    if (this._worker) { this._worker.postMessage({ type: 'send', text }); return; }
+    try { this._ws.send(text); } catch { /* closing */ }
+  }
+
+  /**
+   * What the receiver knows (frames, lateness, the decoder's queue), from this thread's
+   * StreamReceiver or the worker's last figures; null before either has any.
+   */
+  _received() {
+    if (this._worker) return this._remote;
+    const rx = this._rx;
+    if (!rx) return null;
+    const j = rx.jitter;
+    return {
+      ...rx.counters, frameMs: rx.frameMs, lastTs: rx.lastTs, audioS: rx.audioS, decoderQueue: rx.decoderQueue,
+      lateMs: j.lateMs(), lateP99Ms: j.percentileMs(), latePeakMs: j.peakMs(), lateStallMs: j.stallMs(),
+      lateMedianMs: j.medianMs(),
+    };
+  }
+
+  /** The receiver's counters into stats (frames, bytes, jitter, holes, the codec on the wire). */
+  _syncReceived() {
+    const c = this._worker ? this._remote : this._rx && this._rx.counters;
+    if (!c) return;
+    const st = this._stats;
+    for (const k of ['frames', 'bytesReceived', 'jitterMs', 'gaps', 'spurts', 'concealedFrames', 'codec']) st[k] = c[k];
   }
 
   _stopStatsTimer() {

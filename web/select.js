@@ -76,3 +76,19 @@ export function pickOutput({ output = 'auto', worklet, scheduled, engine = 'othe
   if (!scheduled) return { output: 'scheduled', error: '' };
   return { output: null, error: `cannot play audio: ${worklet}, and ${scheduled}` };
 }
+
+/**
+ * Where the stream is received and decoded. The worker helps only where the output runs off the
+ * main thread (the worklet): the scheduled output creates its buffers on the main thread, so
+ * audio handed to it from a worker would wait for the main thread all the same.
+ * @param {'auto'|'main'|'worker'} f.transport  what the user asked for
+ * @param {string} f.output                     the output chosen ('worklet' or 'scheduled')
+ * @param {string|null} f.worker                why a Worker cannot run here, or null
+ * @returns {{transport: 'main'|'worker', note: string}}
+ */
+export function pickTransport({ transport = 'auto', output, worker }) {
+  if (transport === 'main') return { transport, note: '' };
+  const why = output !== 'worklet' ? `the ${output} output plays from the main thread` : worker;
+  if (!why) return { transport: 'worker', note: '' };
+  return { transport: 'main', note: transport === 'worker' ? `no stream Worker (${why}); receiving on the main thread` : '' };
+}

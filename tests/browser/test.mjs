@@ -29,7 +29,7 @@ import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickOutput } from '../../web/select.js';
+import { engineOf, pickContextRate, pickDecoder, pickOutput, pickTransport } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -298,6 +298,15 @@ test('decoder and output selection', () => {
   for (const engine of ['chromium', 'firefox', 'safari', 'other']) {
     assert.equal(pickOutput({ worklet: null, scheduled: null, engine }).output, 'worklet', engine);
   }
+  // The stream's Worker only feeds the worklet; asked for where it cannot run, it says why.
+  assert.deepEqual(pickTransport({ output: 'worklet', worker: null }), { transport: 'worker', note: '' });
+  assert.deepEqual(pickTransport({ output: 'scheduled', worker: null }), { transport: 'main', note: '' });
+  assert.deepEqual(pickTransport({ output: 'worklet', worker: no }), { transport: 'main', note: '' });
+  assert.equal(pickTransport({ transport: 'main', output: 'worklet', worker: null }).transport, 'main');
+  const w = pickTransport({ transport: 'worker', output: 'scheduled', worker: null });
+  assert.equal(w.transport, 'main');
+  assert.match(w.note, /scheduled output plays from the main thread/);
+  assert.match(pickTransport({ transport: 'worker', output: 'worklet', worker: no }).note, /missing/);
 });
 
 test('networkTerm: the fastest frame\'s way over, from the echoed round trips and the frames\' lateness', () => {
@@ -620,6 +629,60 @@ async function stallAndBurst(plain) {
 
 test('a stall: counted, the backlog dropped, back to the LAN latency within 10 s (worklet)', () => stallAndBurst(false));
 test('a stall: counted, the backlog dropped, back to the LAN latency within 10 s (scheduled)', () => stallAndBurst(true));
+
+/**
+ * The page's main thread busy for 150 ms every second for 10 s (noVNC drawing large updates),
+ * on a secure page (worklet output) with the stream received on the given transport: what the
+ * buffer did meanwhile.
+ */
+async function mainThreadBusy(transport) {
+  const page = await openPage(`?autostart=0&transport=${transport}`);
+  try {
+    await page.click('#play');
+    await waitPlaying(page);
+    await sleep(6000);  // past the start-up backlog and the first jitter window
+    const r = await page.evaluate(async () => {
+      const a = window.novncAudio;
+      const s0 = a.stats;
+      let maxTarget = 0;
+      for (let i = 0; i < 10; i++) {
+        const end = performance.now() + 150;
+        while (performance.now() < end) { /* drawing */ }
+        await new Promise((res) => setTimeout(res, 850));
+        maxTarget = Math.max(maxTarget, a.stats.targetMs);
+      }
+      const s1 = a.stats;
+      return { underruns: s1.underruns - s0.underruns, frames: s1.frames - s0.frames, maxTarget,
+        lateP99Ms: s1.lateP99Ms, transport: s1.transport, output: s1.output, state: a.state,
+        mainThreadMsPerS: s1.mainThreadMsPerS, workerMsPerS: s1.workerMsPerS };
+    });
+    log(`main thread busy 150 ms a second (${transport}): ${JSON.stringify(r)}`);
+    assertTone(await dominant(page), `after the busy main thread (${transport})`);
+    return r;
+  } finally {
+    await page.close();
+  }
+}
+
+test("a busy main thread (150 ms every second) holds the audio back on the main thread, not with the stream's Worker", async () => {
+  const w = await mainThreadBusy('worker');
+  const m = await mainThreadBusy('main');
+  for (const r of [w, m]) {
+    assert.equal(r.output, 'worklet');
+    assert.equal(r.state, 'playing');
+    assert.ok(r.frames >= 400, `frames kept coming (${r.frames} in 10 s)`);
+  }
+  assert.equal(w.transport, 'worker');
+  assert.equal(m.transport, 'main');
+  // The measure can fail: on the main thread the stalls reach the buffer, as underruns or as a
+  // target raised to cover them.
+  assert.ok(m.underruns >= 2 || m.maxTarget >= 100,
+    `main thread: ${m.underruns} underruns, target up to ${m.maxTarget} ms: the stalls did not show`);
+  assert.ok(w.underruns <= 1, `worker: ${w.underruns} underruns in 10 s of a busy main thread`);
+  assert.ok(w.maxTarget < 50, `worker: the target rose to ${w.maxTarget} ms`);
+  assert.equal(w.mainThreadMsPerS, 0, 'with the worker, frames cost the main thread nothing');
+  assert.ok(w.workerMsPerS > 0, `the worker's own cost is measured (${w.workerMsPerS})`);
+});
 
 /**
  * Records the page's rendered output (after the module's gain, on the audio thread by an

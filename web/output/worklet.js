@@ -10,6 +10,8 @@
 //   static async create(ctx, destination, { targetMs, maxMs, jitterMs, delayMs }) -> output
 //   output.name, output.floorMs, push(planes, frames, rate, gapMs, lateMs), flush(),
 //   configure(opts), stats() -> {..., queueMs: lateMs + the wait to render, averaged}, close()
+// and, for the stream's Worker (stream-worker.js), feedPort() -> a MessagePort to hand it, on
+// which a WorkletFeed pushes as push() does, without the main thread.
 import { LatencyPolicy, Splice } from './latency-policy.js';
 
 // The processor, as source text: a Blob URL module needs no extra file fetched from a possibly
@@ -70,6 +72,9 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     } else if (m.type === 'config') {
       this.policy.configure(m);
       if (this.frames(this.policy.maxMs) * 2 > this.cap) this.allocate(this.inRate);
+    } else if (m.type === 'feed') {
+      // A second way in for 'push' and 'flush': a port whose other end is the stream's Worker.
+      m.port.onmessage = (e) => this.onMessage(e.data);
     }
   }
   lastStored(ch) { return this.n ? this.bufs[ch][(this.r + this.n - 1) % this.cap] : this.last[ch]; }
@@ -284,14 +289,19 @@ export class WorkletOutput {
     });
     this._node.port.onmessage = (e) => { if (e.data.type === 'stats') this._stats = e.data; };
     this._node.connect(destination);
+    this._feed = new WorkletFeed(this._node.port);
   }
 
-  /** gapMs: audio lost before this, that nothing concealed: its time is filled with a fade. */
-  push(planes, frames, rate, gapMs = 0, lateMs = 0) {
-    this._node.port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs, lateMs }, planes.map((p) => p.buffer));
-  }
+  push(planes, frames, rate, gapMs = 0, lateMs = 0) { this._feed.push(planes, frames, rate, gapMs, lateMs); }
 
-  flush() { this._node.port.postMessage({ type: 'flush' }); }
+  flush() { this._feed.flush(); }
+
+  /** A new port into the processor, for a Worker to push on (the other end is returned). */
+  feedPort() {
+    const ch = new MessageChannel();
+    this._node.port.postMessage({ type: 'feed', port: ch.port1 }, [ch.port1]);
+    return ch.port2;
+  }
 
   configure(opts) { this._node.port.postMessage({ type: 'config', ...opts }); }
 
@@ -301,4 +311,16 @@ export class WorkletOutput {
     this._node.port.onmessage = null;
     this._node.disconnect();
   }
+}
+
+/** The processor's messages for audio, on its node's port or on a feedPort() from a Worker. */
+export class WorkletFeed {
+  constructor(port) { this._port = port; }
+
+  /** gapMs: audio lost before this, that nothing concealed: its time is filled with a fade. */
+  push(planes, frames, rate, gapMs = 0, lateMs = 0) {
+    this._port.postMessage({ type: 'push', channels: planes, frames, rate, gapMs, lateMs }, planes.map((p) => p.buffer));
+  }
+
+  flush() { this._port.postMessage({ type: 'flush' }); }
 }
