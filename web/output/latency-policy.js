@@ -35,6 +35,7 @@ export class LatencyPolicy {
     this.underruns = 0;
     this.speed = 1;             // playout speed: > 1 drains the buffer, < 1 lets it grow
     this.drains = 0;            // backlogs drained by cuts (each counted once, however many cuts)
+    this.capCuts = 0;           // fills above the hard cap cut back to the target at once
     this.configure(o);
     this.reset();
   }
@@ -144,6 +145,26 @@ export class LatencyPolicy {
     this.endDrain();
     return fillMs - (this.workTargetMs + this.frameMs);
   }
+
+  /**
+   * What both outputs do once a chunk of chunkMs is stored and the fill is fillMs: a fill above
+   * the hard cap is cut back to the target at once; else a backlog being drained loses a pitch
+   * period or so. cut(wantMs, maxMs) cuts about wantMs, never more than maxMs, where the
+   * waveform matches (Splice.matchCut), and returns the ms it cut. Counts both kinds of cut
+   * (capCuts, drains: stats.droppedForLatency is their sum).
+   */
+  trim(fillMs, chunkMs, cut) {
+    const overMs = this.excessAfterPush(fillMs);
+    if (overMs > 0) {
+      if (cut(overMs, Infinity) > 0) this.capCuts++;
+      return;
+    }
+    const wantMs = this.takeCut(chunkMs, fillMs);
+    if (wantMs > 0) this.cutMade(cut(wantMs, wantMs));
+  }
+
+  /** Times audio was cut for latency: backlogs drained, and fills above the cap cut at once. */
+  get cuts() { return this.capCuts + this.drains; }
 }
 
 /**

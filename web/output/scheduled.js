@@ -47,7 +47,6 @@ export class ScheduledOutput {
     this._nextFrame = 0;        // end of the scheduled audio, in context frames
     this._dry = false;
     this._resampler = null;
-    this._dropEvents = 0;
     this._droppedFrames = 0;
     this._scheduledFrames = 0;
     this._stretchMs = 0;
@@ -106,13 +105,11 @@ export class ScheduledOutput {
       }
       this._queued(lateMs, now);
       this._schedule(l, r);
-      const overMs = this._policy.excessAfterPush(this._fillMs());
-      if (overMs > 0) {         // above the hard cap: back to the target at once
-        if (this._drop(Math.round(overMs * this._rate / 1000))) this._dropEvents++;
-      } else {                  // a backlog: a pitch period or so with each chunk
-        const want = Math.round(this._policy.takeCut(chunkMs, this._fillMs()) * this._rate / 1000);
-        if (want > 0) this._policy.cutMade(this._ms(this._drop(want, want)));
-      }
+      // Above the hard cap: back to the target at once; a backlog: a pitch period or so per chunk.
+      this._policy.trim(this._fillMs(), chunkMs, (ms, maxMs) => {
+        const want = Math.round(ms * this._rate / 1000);
+        return want > 0 ? this._ms(this._drop(want, maxMs === Infinity ? Infinity : want)) : 0;
+      });
     }
     const fill = this._fillMs();
     if (fill > this._maxFill) this._maxFill = fill;
@@ -232,7 +229,7 @@ export class ScheduledOutput {
       minBufferedMs: Math.min(this._minFill, fill),
       maxBufferedMs: Math.max(this._maxFill, fill),
       underruns: this._policy.underruns,
-      droppedForLatency: this._dropEvents + this._policy.drains,
+      droppedForLatency: this._policy.cuts,
       droppedMs: this._ms(this._droppedFrames),
       stretchedMs: this._stretchMs,
       speed: this._policy.speed,

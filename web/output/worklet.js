@@ -24,7 +24,6 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
     this.inRate = o.inRate || sampleRate;
     this.policy = new LatencyPolicy(o);
     this.allocate(this.inRate);
-    this.dropEvents = 0;
     this.droppedFrames = 0;
     this.renderedFrames = 0;
     this.stretchFrames = 0;     // input frames played minus output frames (speed-up > 0)
@@ -134,13 +133,11 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
       this.qCount = 0;
     }
     this.write(channels, frames);
-    const over = this.frames(this.policy.excessAfterPush(this.ms(this.n)));
-    if (over > 0) {                          // above the hard cap: back to the target at once
-      if (this.cut(Math.min(over, this.n - 2))) this.dropEvents++;
-    } else {                                 // a backlog: a pitch period or so with each chunk
-      const want = Math.min(this.frames(this.policy.takeCut(chunkMs, this.ms(this.n))), this.n - 2);
-      if (want > 0) this.policy.cutMade(this.ms(this.cut(want, want)));
-    }
+    // Above the hard cap: back to the target at once; a backlog: a pitch period or so per chunk.
+    this.policy.trim(this.ms(this.n), chunkMs, (ms, maxMs) => {
+      const want = Math.min(this.frames(ms), this.n - 2);
+      return want > 0 ? this.ms(this.cut(want, maxMs === Infinity ? Infinity : want)) : 0;
+    });
 
     if (this.n > this.maxBuf) this.maxBuf = this.n;
   }
@@ -228,7 +225,7 @@ class NovncAudioJitterBuffer extends AudioWorkletProcessor {
         minBufferedMs: this.ms(this.minBuf === Infinity ? this.n : this.minBuf),
         maxBufferedMs: this.ms(this.maxBuf),
         underruns: this.policy.underruns,
-        droppedForLatency: this.dropEvents + this.policy.drains,
+        droppedForLatency: this.policy.cuts,
         droppedMs: this.ms(this.droppedFrames),
         stretchedMs: this.ms(this.stretchFrames),
         speed: this.policy.speed,
