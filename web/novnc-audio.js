@@ -92,8 +92,9 @@ export class NovncAudio extends EventTarget {
    * @param {'auto'|'main'|'worker'} [opts.transport='auto'] where the stream is received and
    *        decoded: 'worker' in a dedicated Worker that feeds the AudioWorklet directly, so the
    *        page's main thread (noVNC drawing) cannot hold the audio back; 'main' on the page's
-   *        main thread. 'auto': the worker wherever the output is the worklet (select.js
-   *        pickTransport); the scheduled output needs the main thread anyway
+   *        main thread. 'auto': the worker where the output is the worklet, in Chromium
+   *        (select.js pickTransport: Firefox deadlocked with it); the scheduled output needs the
+   *        main thread anyway
    * @param {number} [opts.pcmSampleRate=48000] rate of PCM frames (server's --sample-rate)
    * @param {number} [opts.pcmChannels=2]       channels of PCM frames (server's --channels)
    * @param {boolean} [opts.adaptive=true]   the target follows the measured arrival jitter (p99
@@ -527,6 +528,7 @@ export class NovncAudio extends EventTarget {
       transport: this.transportChoice,
       output: this._output.name,
       worker: typeof globalThis.Worker === 'function' ? null : 'this browser has no Worker',
+      engine: this.engine,
     });
     if (pick.note) this._emitError(pick.note);
     if (pick.transport === 'worker') {

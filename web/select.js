@@ -80,14 +80,19 @@ export function pickOutput({ output = 'auto', worklet, scheduled, engine = 'othe
 /**
  * Where the stream is received and decoded. The worker helps only where the output runs off the
  * main thread (the worklet): the scheduled output creates its buffers on the main thread, so
- * audio handed to it from a worker would wait for the main thread all the same.
+ * audio handed to it from a worker would wait for the main thread all the same. 'auto' takes it
+ * in Chromium only, by measurement (docs/PERFORMANCE.md, LAN per engine): in Firefox ESR 153 a
+ * real noVNC page with the worker stopped answering WebDriver, its content process idle, in 4
+ * of 8 runs (0 of 5 without; a listen page 0 of 9): a deadlock in the engine, not yet narrowed
+ * down. WebKit schedules (pickOutput); Safari was not measured.
  * @param {'auto'|'main'|'worker'} f.transport  what the user asked for
  * @param {string} f.output                     the output chosen ('worklet' or 'scheduled')
  * @param {string|null} f.worker                why a Worker cannot run here, or null
+ * @param {string} [f.engine]                   engineOf(navigator.userAgent)
  * @returns {{transport: 'main'|'worker', note: string}}
  */
-export function pickTransport({ transport = 'auto', output, worker }) {
-  if (transport === 'main') return { transport, note: '' };
+export function pickTransport({ transport = 'auto', output, worker, engine = 'other' }) {
+  if (transport === 'main' || (transport === 'auto' && engine !== 'chromium')) return { transport: 'main', note: '' };
   const why = output !== 'worklet' ? `the ${output} output plays from the main thread` : worker;
   if (!why) return { transport: 'worker', note: '' };
   return { transport: 'main', note: transport === 'worker' ? `no stream Worker (${why}); receiving on the main thread` : '' };
