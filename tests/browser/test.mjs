@@ -954,15 +954,30 @@ test('lip sync: audioDelayMs adds delay, the stream position and the playout del
 });
 
 test('where WebCodecs is missing, Opus is decoded by WebAssembly (secure page, worklet)', async () => {
-  const page = await openPage('?autostart=0', () => { delete window.AudioDecoder; delete window.EncodedAudioChunk; });
+  // The page's globals go; the stream's Worker would still have its own: receive on the page.
+  const page = await openPage('?autostart=0&transport=main', () => { delete window.AudioDecoder; delete window.EncodedAudioChunk; });
   await page.click('#play');
   await waitPlaying(page);
   const s = await audioState(page);
   assert.equal(s.stats.codec, backend.expectCodec);
   assert.equal(s.stats.output, 'worklet');
+  assert.equal(s.stats.transport, 'main');
   if (backend.expectCodec === 'opus') assert.match(s.stats.decoder, /^wasm/);
   await sleep(1000);
   assertTone(await dominant(page), 'wasm decoder into the worklet');
+  await page.close();
+});
+
+test("the WebAssembly decoder runs in the stream's Worker too (decoder 'wasm', secure page)", async () => {
+  const page = await openPage('?autostart=0&decoder=wasm');
+  await page.click('#play');
+  await waitPlaying(page);
+  const s = await audioState(page);
+  assert.equal(s.stats.transport, 'worker');
+  assert.equal(s.stats.output, 'worklet');
+  if (backend.expectCodec === 'opus') assert.equal(s.stats.decoder, 'wasm');
+  await sleep(1000);
+  assertTone(await dominant(page), 'wasm decoder in the worker');
   await page.close();
 });
 
