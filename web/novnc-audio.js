@@ -178,6 +178,7 @@ export class NovncAudio extends EventTarget {
     this._retryTimer = null;
     this._statsTimer = null;
     this._gen = 0;               // bumps on stop/reconnect; stale callbacks check it
+    this._wsOpen = false;
     this._disarmUnlock = null;
     this._disarmFirstGesture = null;
     this._timeBuf = null;
@@ -546,6 +547,7 @@ export class NovncAudio extends EventTarget {
   _useMainThread() {
     this._worker = null;
     this._remote = null;
+    this._mt = { busyMs: 0, audioS0: 0, busyMs0: 0 };
     this._rx = new StreamReceiver({
       ...this._rxOpts,
       sink: {
@@ -654,6 +656,9 @@ export class NovncAudio extends EventTarget {
 
   _connect(reason) {
     const gen = this._gen;
+    // Started here too: a worker that failed while start() waited bumped its generation.
+    if (!this._statsTimer) this._startStatsTimer();
+    if (this._ctx && this._ctx.state !== 'running') this._armUnlock();
     this._openStart = performance.now();
     if (this._state !== 'reconnecting') this._setState('connecting', reason);
     if (this._worker) {
@@ -733,6 +738,8 @@ export class NovncAudio extends EventTarget {
   _scheduleReconnect(why) {
     this._gen++;
     this._closeSocket(1000, 'reconnecting');
+    // The old decoder's late output must not reach the flushed output (the retry opens a new one).
+    this._closeDecoders();
     if (this._output) this._output.flush();
     clearTimeout(this._retryTimer);
     const delay = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** this._attempt);
@@ -817,6 +824,7 @@ export class NovncAudio extends EventTarget {
   _updateStats() {
     const st = this._stats;
     const ctx = this._ctx;
+    this._syncReceived();
     const rx = this._received();
     if (this._output && this.adaptive && rx) {
       // The buffer's target follows how late frames come (sent when it moved by 0.5 ms).
@@ -856,7 +864,12 @@ export class NovncAudio extends EventTarget {
     st.outputLatencySource = out.source;
     st.outputLatencyKnown = out.source === 'getOutputTimestamp' || out.source === 'outputLatency';
     this._blindOutput(out.source);
-    const lastTs = rx ? rx.lastTs : null;
+    let lastTs = rx ? rx.lastTs : null;
+    // The worker's figures are up to 250 ms old while the buffer's are current: while frames
+    // flow, the stream has moved on by the figures' age since.
+    if (this._worker && lastTs !== null && rx.lastArrival !== null && rx.at - rx.lastArrival < 3 * (rx.frameMs || 20)) {
+      lastTs += Math.min(STATS_INTERVAL_MS, Math.max(0, performance.timeOrigin + performance.now() - rx.at));
+    }
     st.frameMs = rx ? rx.frameMs : null;
     st.networkMs = this._networkMs;
     st.audioDelayMs = this._audioDelayMs;

@@ -53,9 +53,12 @@ async function connect(m) {
   if (my !== conn) return;
   tell({ type: 'decoder', ...d });
   rx.restart();
+  // A decoder that fell back to PCM needs PCM on the wire (the main thread's URL asked for Opus).
+  const url = new URL(m.url);
+  if (d.kind === 'pcm') url.searchParams.set('codec', 'pcm');
   let s;
   try {
-    s = new WebSocket(m.url);
+    s = new WebSocket(url.toString());
   } catch (e) {
     tell({ type: 'fail', message: `invalid audio URL ${m.url}: ${e && e.message ? e.message : e}` });
     return;
@@ -90,7 +93,7 @@ function stats() {
   const j = rx.jitter;
   post({
     type: 'stats', ...rx.counters, frameMs: rx.frameMs, lastTs: rx.lastTs,
-    lastArrival: rx.lastArrival === null ? null : abs(rx.lastArrival), audioS: rx.audioS, busyMs,
+    lastArrival: rx.lastArrival === null ? null : abs(rx.lastArrival), at: abs(performance.now()), audioS: rx.audioS, busyMs,
     lateMs: j.lateMs(), lateP99Ms: j.percentileMs(), latePeakMs: j.peakMs(), lateStallMs: j.stallMs(),
     lateMedianMs: j.medianMs(), decoderQueue: rx.decoderQueue,
   });
