@@ -29,7 +29,7 @@ import { engineOf, pickContextRate, pickOutput, pickTransport } from './select.j
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
-import { StreamReceiver } from './receiver.js';
+import { StreamReceiver, busyTimer, closeSocketQuietly } from './receiver.js';
 
 const WORKER_URL = new URL('./stream-worker.js', import.meta.url);
 const STORAGE_KEY = 'novnc-audio.enabled';
@@ -183,8 +183,11 @@ export class NovncAudio extends EventTarget {
     this._disarmFirstGesture = null;
     this._timeBuf = null;
     this._freqBuf = null;
-    this._busyDepth = 0;
     this._mt = { busyMs: 0, audioS0: 0, busyMs0: 0 };
+    // Runs fn on the main thread, adding its time to stats.mainThreadMsPerS (not nested twice).
+    // performance.now() is coarsened to 100 us (Chromium) or 1 ms (Firefox) on pages that are not
+    // cross-origin isolated, unbiased: the sum over many frames is right, one frame's figure is not.
+    this._timed = busyTimer((ms) => { this._mt.busyMs += ms; });
     this._sentJitterMs = null;
     this._openStart = null;
     this._networkMs = null;
@@ -730,9 +733,7 @@ export class NovncAudio extends EventTarget {
     }
     const ws = this._ws;
     this._ws = null;
-    if (!ws) return;
-    ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
-    try { ws.close(code, reason); } catch { /* already closed */ }
+    closeSocketQuietly(ws, code, reason);
   }
 
   _scheduleReconnect(why) {
@@ -759,21 +760,6 @@ export class NovncAudio extends EventTarget {
       }
       if (gen === this._gen) this._connect('reconnecting');
     }, delay);
-  }
-
-  /**
-   * Runs fn on the main thread, adding its time to stats.mainThreadMsPerS (not nested twice).
-   * performance.now() is coarsened to 100 us (Chromium) or 1 ms (Firefox) on pages that are not
-   * cross-origin isolated, unbiased: the sum over many frames is right, one frame's figure is not.
-   */
-  _timed(fn) {
-    if (this._busyDepth) { fn(); return; }
-    this._busyDepth++;
-    const t0 = performance.now();
-    try { fn(); } finally {
-      this._mt.busyMs += performance.now() - t0;
-      this._busyDepth--;
-    }
   }
 
   _onDecoderError(what) {
@@ -943,19 +929,14 @@ export class NovncAudio extends EventTarget {
   }
 
   /**
-   * What the receiver knows (frames, lateness, the decoder's queue), from this thread's
-   * StreamReceiver or the worker's last figures; null before either has any.
+   * What the receiver knows (frames, lateness, the decoder's queue: StreamReceiver.figures()),
+   * from this thread's StreamReceiver or the worker's last figures; null before either has any.
+   * Only the worker's carry at and busyMs, and their lastArrival is absolute (timeOrigin + t);
+   * this thread's is its performance.now(), which nothing reads (the figures' age is the worker's).
    */
   _received() {
     if (this._worker) return this._remote;
-    const rx = this._rx;
-    if (!rx) return null;
-    const j = rx.jitter;
-    return {
-      ...rx.counters, frameMs: rx.frameMs, lastTs: rx.lastTs, audioS: rx.audioS, decoderQueue: rx.decoderQueue,
-      lateMs: j.lateMs(), lateP99Ms: j.percentileMs(), latePeakMs: j.peakMs(), lateStallMs: j.stallMs(),
-      lateMedianMs: j.medianMs(),
-    };
+    return this._rx ? this._rx.figures() : null;
   }
 
   /** The receiver's counters into stats (frames, bytes, jitter, holes, the codec on the wire). */

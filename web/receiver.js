@@ -21,6 +21,31 @@ const DECODERS = { webcodecs: WebCodecsOpusDecoder, wasm: WasmOpusDecoder, pcm: 
 
 function message(e) { return e && e.message ? e.message : String(e); }
 
+/**
+ * A wrapper for the work a frame costs on the receiving thread: runs fn and hands its time (ms)
+ * to add, not twice when nested (the decoder's output inside a frame's work). One per thread:
+ * NovncAudio's (stats.mainThreadMsPerS) and stream-worker.js's (stats.workerMsPerS).
+ */
+export function busyTimer(add) {
+  let depth = 0;
+  return (fn) => {
+    if (depth) { fn(); return; }
+    depth++;
+    const t0 = performance.now();
+    try { fn(); } finally {
+      add(performance.now() - t0);
+      depth--;
+    }
+  };
+}
+
+/** Closes the stream's socket (or nothing: null) after dropping its handlers: no event follows. */
+export function closeSocketQuietly(ws, code, reason) {
+  if (!ws) return;
+  ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+  try { ws.close(code, reason); } catch { /* already closed */ }
+}
+
 export class StreamReceiver {
   /**
    * @param {object} o
@@ -193,4 +218,20 @@ export class StreamReceiver {
 
   /** Frames waiting inside the decoder. */
   get decoderQueue() { return this.decoder ? this.decoder.queueSize : 0; }
+
+  /**
+   * What this receiver knows, for NovncAudio's stats: the counters, the frame duration, the last
+   * frame's timestamp and arrival, the seconds of audio pushed, the decoder's queue and how late
+   * frames come (arrival-jitter.js). lastArrival is this thread's performance.now(), as frame()
+   * got it: stream-worker.js posts it as performance.timeOrigin + lastArrival.
+   */
+  figures() {
+    const j = this.jitter;
+    return {
+      ...this.counters, frameMs: this.frameMs, lastTs: this.lastTs, lastArrival: this.lastArrival,
+      audioS: this.audioS, decoderQueue: this.decoderQueue,
+      lateMs: j.lateMs(), lateP99Ms: j.percentileMs(), latePeakMs: j.peakMs(), lateStallMs: j.stallMs(),
+      lateMedianMs: j.medianMs(),
+    };
+  }
 }

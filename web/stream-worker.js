@@ -16,7 +16,7 @@
 //
 // Times cross between the two as performance.timeOrigin + performance.now(): a worker's clock
 // starts at its own creation.
-import { StreamReceiver } from './receiver.js';
+import { StreamReceiver, busyTimer, closeSocketQuietly } from './receiver.js';
 import { WorkletFeed } from './output/worklet.js';
 
 const STATS_MS = 250;
@@ -30,13 +30,13 @@ let busyMs = 0;
 const abs = (t) => performance.timeOrigin + t;
 const post = (m) => self.postMessage(m);
 const tell = (m) => post({ ...m, id });    // an event of the current connection
+/** Runs fn, adding its time to busyMs (stats.workerMsPerS), not nested twice. */
+const timed = busyTimer((ms) => { busyMs += ms; });
 
 function closeSocket(code, reason) {
   const s = ws;
   ws = null;
-  if (!s) return;
-  s.onopen = s.onmessage = s.onerror = s.onclose = null;
-  try { s.close(code, reason); } catch { /* already closed */ }
+  closeSocketQuietly(s, code, reason);
 }
 
 async function connect(m) {
@@ -79,23 +79,13 @@ async function connect(m) {
   };
 }
 
-/** Runs fn, adding its time to busyMs (stats.workerMsPerS), not nested twice. */
-let depth = 0;
-function timed(fn) {
-  if (depth) { fn(); return; }
-  depth++;
-  const t = performance.now();
-  try { fn(); } finally { busyMs += performance.now() - t; depth--; }
-}
-
+/** The receiver's figures, their times absolute (this worker's clock is not the page's). */
 function stats() {
   if (!rx) return;
-  const j = rx.jitter;
+  const f = rx.figures();
   post({
-    type: 'stats', ...rx.counters, frameMs: rx.frameMs, lastTs: rx.lastTs,
-    lastArrival: rx.lastArrival === null ? null : abs(rx.lastArrival), at: abs(performance.now()), audioS: rx.audioS, busyMs,
-    lateMs: j.lateMs(), lateP99Ms: j.percentileMs(), latePeakMs: j.peakMs(), lateStallMs: j.stallMs(),
-    lateMedianMs: j.medianMs(), decoderQueue: rx.decoderQueue,
+    type: 'stats', ...f, lastArrival: f.lastArrival === null ? null : abs(f.lastArrival),
+    at: abs(performance.now()), busyMs,
   });
 }
 
