@@ -27,14 +27,10 @@ helpers. Ends everything it started, by process group.
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "netlink"))
-import wan_browser  # noqa: E402
-import wan_stalls  # noqa: E402
+from firefox_session import firefox, firefox_env, wan_stalls
 
 JS = r"""
 const done = arguments[arguments.length - 1];
@@ -68,41 +64,16 @@ const done = arguments[arguments.length - 1];
 """
 
 
+# Autoplay allowed: this looks at the output figure, not at the gesture rules.
+PREFS = {"media.autoplay.default": 0, "media.autoplay.block-webaudio": False}
+
+
 def session(env):
     """One Firefox session: the JS above, its answer (a dict)."""
-    port, mport = wan_browser.free_port(), wan_browser.free_port()
-    home = tempfile.mkdtemp(prefix="ff-output-latency-")
-    gecko = shutil.which("geckodriver") or os.path.expanduser("~/.cargo/bin/geckodriver")
-    drv = subprocess.Popen([gecko, "--port", str(port), "--marionette-port", str(mport),
-                            "--host", "127.0.0.1"],
-                           env=dict(env, HOME=home), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
-    d = wan_browser.Driver(port)
-    try:
-        for _ in range(100):
-            try:
-                d.call("GET", "/status", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
-        # Autoplay allowed: this looks at the output figure, not at the gesture rules.
-        r = d.call("POST", "/session", {"capabilities": {"alwaysMatch": {
-            "browserName": "firefox", "moz:firefoxOptions": {
-                "binary": os.environ.get("FIREFOX", "/usr/bin/firefox-esr"), "args": ["-headless"],
-                "prefs": {"media.autoplay.default": 0,
-                          "media.autoplay.block-webaudio": False}}}}})
-        d.sid = r["sessionId"]
+    with firefox(env, PREFS, "ff-output-latency-") as d:
         d.s("POST", "/url", {"url": "data:text/html,<title>outputLatency</title>"})
         d.s("POST", "/timeouts", {"script": 60000})
         return d.s("POST", "/execute/async", {"script": JS, "args": []})
-    finally:
-        if d.sid:
-            try:
-                d.call("DELETE", f"/session/{d.sid}", timeout=10)
-            except Exception:
-                pass
-        wan_browser.end_group(drv, 5)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def main():
@@ -113,8 +84,7 @@ def main():
     try:
         with open(os.devnull, "ab") as log:
             card.start(log, tone=False)
-        env = dict(card.env)
-        env.pop("XDG_RUNTIME_DIR", None)
+        env = firefox_env(card)
         for _ in range(sessions):
             print(json.dumps(session(env)), flush=True)
     finally:

@@ -25,9 +25,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "netlink"))
-import wan_browser  # noqa: E402
-import wan_stalls  # noqa: E402
+from firefox_session import firefox, firefox_env, wan_browser, wan_stalls
 
 REPO = Path(__file__).resolve().parents[3]
 # As the engines harness runs Firefox: sound waits for a gesture (the click on #play is one).
@@ -52,27 +50,8 @@ def port_open(port):
 
 
 def session(env, page):
-    port, mport = wan_browser.free_port(), wan_browser.free_port()
-    home = tempfile.mkdtemp(prefix="ff-transport-")
-    gecko = shutil.which("geckodriver") or os.path.expanduser("~/.cargo/bin/geckodriver")
-    drv = subprocess.Popen([gecko, "--port", str(port), "--marionette-port", str(mport),
-                            "--host", "127.0.0.1"],
-                           env=dict(env, HOME=home), stdout=subprocess.DEVNULL,
-                           stderr=subprocess.DEVNULL, start_new_session=True)
-    d = wan_browser.Driver(port)
     out = {"page": page}
-    try:
-        for _ in range(100):
-            try:
-                d.call("GET", "/status", timeout=2)
-                break
-            except OSError:
-                time.sleep(0.2)
-        r = d.call("POST", "/session", {"capabilities": {"alwaysMatch": {
-            "browserName": "firefox", "moz:firefoxOptions": {
-                "binary": os.environ.get("FIREFOX", "/usr/bin/firefox-esr"), "args": ["-headless"],
-                "prefs": PREFS}}}})
-        d.sid = r["sessionId"]
+    with firefox(env, PREFS, "ff-transport-") as d:
         d.s("POST", "/url", {"url": page})
         el = d.s("POST", "/element", {"using": "css selector", "value": "#play"})
         d.s("POST", f"/element/{list(el.values())[0]}/click", {})
@@ -98,14 +77,6 @@ def session(env, page):
         out["heard"] = sum(1 for s in reads if s.get("rms", 0) > 0.01)
         out["reads"] = len(reads)
         return out
-    finally:
-        if d.sid:
-            try:
-                d.call("DELETE", f"/session/{d.sid}", timeout=10)
-            except Exception:  # noqa: BLE001
-                pass
-        wan_browser.end_group(drv, 5)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def main():
@@ -130,8 +101,7 @@ def main():
                 if time.monotonic() > end or daemon.poll() is not None:
                     raise RuntimeError("the daemon did not listen: " + (tmp / "log").read_text()[-500:])
                 time.sleep(0.2)
-            env = dict(card.env)
-            env.pop("XDG_RUNTIME_DIR", None)
+            env = firefox_env(card)
             for i in range(sessions):
                 for q in queries:
                     r = session(env, f"http://127.0.0.1:{dport}/?autostart=0&{q}")
