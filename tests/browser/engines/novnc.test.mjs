@@ -32,6 +32,7 @@ import { ENGINES, openSession, cpuOfTree } from './engines.mjs';
 import { trackGroup } from './webdriver.mjs';
 import { preparePages, VARIANTS } from './pages.mjs';
 import * as probe from './probes.mjs';
+import { recordCard, toneBreaks } from './card.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const repo = path.resolve(here, '../../..');
@@ -116,7 +117,7 @@ async function stopWebsockify() {
 let tone = null;
 function startTone() {
   if (tone) return;
-  tone = trackGroup(spawn('bash', ['-c', `while :; do sox -q -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 600 sine ${TONE_HZ} vol 0.5 2>/dev/null \
+  tone = trackGroup(spawn('bash', ['-c', `while :; do sox -q -n -t raw -r 48000 -c 2 -e signed -b 16 - synth 3600 sine ${TONE_HZ} vol 0.5 2>/dev/null \
     | pacat --raw --format=s16le --rate=48000 --channels=2 --latency-msec=20 --stream-name=tone 2>/dev/null; sleep 0.2; done`],
   { detached: true, stdio: 'ignore', env: { ...env, PULSE_SERVER: need('DAEMON_PULSE_SERVER') } }));
 }
@@ -310,11 +311,18 @@ async function runCase(engine, origin, variantName, t, set = null) {
     const first = (await session.read(probe.PAGE_STATE)).stats;
     const t0 = Date.now();
     let last = first;
-    while (Date.now() - t0 < WINDOW_S * 1000) {
-      await sleep(1000);
-      last = (await session.read(probe.PAGE_STATE)).stats;
-      if (Number.isFinite(last.latencyMs)) lat.push(last.latencyMs);
-      row.series.push(probe.seriesPoint(last, Date.now() - t0));
+    // The tone at the sound card too: gaps after the graph (the engine's output path) are heard
+    // as well as the module's underruns (card.mjs).
+    const cardRec = env.BROWSER_PULSE_SERVER ? recordCard(env.BROWSER_PULSE_SERVER) : null;
+    try {
+      while (Date.now() - t0 < WINDOW_S * 1000) {
+        await sleep(1000);
+        last = (await session.read(probe.PAGE_STATE)).stats;
+        if (Number.isFinite(last.latencyMs)) lat.push(last.latencyMs);
+        row.series.push(probe.seriesPoint(last, Date.now() - t0));
+      }
+    } finally {
+      if (cardRec) row.card = toneBreaks(await cardRec.stop(), TONE_HZ);
     }
     const minutes = (Date.now() - t0) / 60000;
     row.windowS = Math.round((Date.now() - t0) / 1000);
@@ -334,6 +342,13 @@ async function runCase(engine, origin, variantName, t, set = null) {
     // How the engine renders: the steps of currentTime seen from the page over 2 s.
     phase('render clock');
     row.renderClock = await session.executeAsync(probe.RENDER_CLOCK);
+    if (row.card) {
+      const perMin = (k) => row.card[k] / (row.card.seconds / 60);
+      row.cardDropsPerMin = perMin('drops');
+      row.cardJumpsPerMin = perMin('jumps');
+      log(`${label}: at the sound card over ${fmt(row.card.seconds)} s: ${row.card.drops} drop(s) (${row.card.dropMs} ms), ` +
+        `${row.card.jumps} jump(s), tone level ${fmt(row.card.rms, 3)}; the module counted ${last.underruns - first.underruns} underrun(s)`);
+    }
     log(`${label}: target ${fmt(row.targetMs, 1)} ms (floor ${fmt(row.floorMs, 1)}), output latency ${fmt(last.outputLatencyMs, 1)} ms ` +
       `(${row.outputLatencySource}); currentTime steps ${JSON.stringify(row.renderClock.steps)}, longest ${fmt(row.renderClock.maxStepMs, 1)} ms`);
 
