@@ -8,7 +8,9 @@ vnc.html) against the release daemon, once per frame size, and reads its results
   - sink -> sound card: to the moment it reaches the browser's own sound card (a second
     PulseAudio's null sink): the engine's output path included;
   - render -> card: the difference of the medians, the engine's output path alone;
-  - underruns per minute over the window, and the module's stats.latencyMs next to the card.
+  - underruns per minute over the window, and the module's stats.latencyMs next to the card;
+  - drops and jumps of the window's tone at the sound card, per minute (card.mjs): the gaps heard,
+    the engine's output path included.
 Every process is started and ended by run.sh (by pid); this only starts run.sh, in its own
 process group, and ends that group if interrupted.
 """
@@ -63,6 +65,7 @@ def row(r, frame_ms):
         "rendered_median": num("renderedMedian"), "rendered_p99": num("renderedP99"),
         "card_median": num("cardMedian"), "card_p99": num("cardP99"),
         "underruns_per_min": num("underrunsPerMin"), "latency_ms_median": num("latencyMsMedian"),
+        "card_drops_per_min": num("cardDropsPerMin"), "card_jumps_per_min": num("cardJumpsPerMin"),
         "clicks": r.get("clicks"), "card_clicks": r.get("cardClicks"), "error": r.get("error"),
         "output_latency_known": (r.get("lastStats") or {}).get("outputLatencyKnown"),
         "latency_terms": (r.get("lastStats") or {}).get("latencyTerms"),
@@ -85,21 +88,26 @@ def markdown(res):
          "the browser's own sound card (a second PulseAudio's null sink). render -> card is the "
          "engine's output path (difference of the medians). `latencyMs` is the module's own "
          "estimate (stats.latencyMs, median over the window); 'none' or 'baseLatency only' as its "
-         "output source means the engine reports no output path and the estimate leaves it out.\n",
+         "output source means the engine reports no output path and the estimate leaves it out. "
+         "Card drops / jumps: the window's 440 Hz tone recorded at the sound card, its gaps (5 ms "
+         "under half its level) and clicks (samples a pure tone cannot follow) per minute.\n",
          "| engine | page | frame ms | decoder / output | rate | sink -> rendered med / p99 ms | "
-         "sink -> card med / p99 ms | render -> card ms | underruns / min | latencyMs (output source) |",
-         "|---|---|---|---|---|---|---|---|---|---|"]
+         "sink -> card med / p99 ms | render -> card ms | underruns / min | card drops / jumps per min | "
+         "latencyMs (output source) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         if str(r.get("plays") or "").startswith("driver stalled"):
             continue  # geckodriver stopped answering; the case ran again in a new session (next row)
         if r.get("error") and r.get("rendered_median") is None:
             L.append(f"| {r['engine']} | {r['origin']} | {r['frame_ms']} | failed: "
-                     f"{str(r['error'])[:80]} | | | | | | |")
+                     f"{str(r['error'])[:80]} | | | | | | | |")
             continue
         L.append(f"| {r['engine']} | {r['origin']} | {r['frame_ms']} | {r['decoder']} / {r['output']} | "
                  f"{r['sample_rate'] or '-'} | {fmt(r['rendered_median'])} / {fmt(r['rendered_p99'])} | "
                  f"{fmt(r['card_median'])} / {fmt(r['card_p99'])} | {fmt(r.get('render_to_card'))} | "
-                 f"{fmt(r['underruns_per_min'], 1)} | {fmt(r['latency_ms_median'])} "
+                 f"{fmt(r['underruns_per_min'], 1)} | "
+                 f"{fmt(r.get('card_drops_per_min'), 1)} / {fmt(r.get('card_jumps_per_min'), 1)} | "
+                 f"{fmt(r['latency_ms_median'])} "
                  f"({r['output_latency_source'] or '-'}"
                  f"{'; output path not reported, left out' if r.get('output_latency_known') is False else ''}) |")
     L.append("")

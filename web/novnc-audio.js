@@ -25,7 +25,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, pickContextRate, pickOutput, pickTransport } from './select.js';
+import { engineOf, pickContextRate, pickLatencyHint, pickOutput, pickTransport } from './select.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
@@ -106,8 +106,9 @@ export class NovncAudio extends EventTarget {
    * @param {number|null} [opts.sampleRate] AudioContext rate (null: the device's own, and the
    *        output resamples). Default by engine, measured (select.js pickContextRate): the
    *        device's in Chromium, 48000 elsewhere
-   * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint='interactive'] the
-   *        AudioContext's latencyHint
+   * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint] the AudioContext's
+   *        latencyHint. Default by engine, measured (select.js pickLatencyHint): 0 (the smallest
+   *        output buffer) in Chromium, 'interactive' elsewhere
    * @param {number} [opts.blindFloorMs=40] the buffer's floor where the engine reports no output
    *        latency (WebKitGTK)
    * @param {'engine'|'quantum'} [opts.floor='engine'] the worklet's floor: the engine's base
@@ -152,7 +153,7 @@ export class NovncAudio extends EventTarget {
     this.pcmChannels = Number(opts.pcmChannels || 2);
     this.engine = engineOf(globalThis.navigator ? globalThis.navigator.userAgent : '');
     this.contextSampleRate = pickContextRate({ sampleRate: opts.sampleRate, engine: this.engine });
-    this.latencyHint = opts.latencyHint ?? 'interactive';
+    this.latencyHint = pickLatencyHint({ latencyHint: opts.latencyHint, engine: this.engine });
     this.blindFloorMs = Number(opts.blindFloorMs ?? BLIND_FLOOR_MS);
     this.floorMode = opts.floor === 'quantum' ? 'quantum' : 'engine';
     this.floorMs = opts.floorMs === undefined || opts.floorMs === null ? null : Math.max(0, Number(opts.floorMs) || 0);
@@ -202,7 +203,7 @@ export class NovncAudio extends EventTarget {
       floorMs: 0, speed: 1, stretchedMs: 0, audioDelayMs: 0, spurts: 0,
       codec: null, decoder: null, output: null, transport: null, mainThreadMsPerS: null, workerMsPerS: null, concealedFrames: 0,
       reconnects: 0, lastError: null, gaps: 0, decodeErrors: 0,
-      audioContextState: null, sampleRate: null, renderedMs: 0, buffering: true,
+      audioContextState: null, sampleRate: null, latencyHint: null, renderedMs: 0, buffering: true,
     };
   }
 
@@ -456,6 +457,7 @@ export class NovncAudio extends EventTarget {
     this._analyser.connect(ctx.destination);
     this._gain.gain.value = this._muted ? 0 : this._volume;
     this._stats.sampleRate = ctx.sampleRate;
+    this._stats.latencyHint = this.latencyHint;
     ctx.addEventListener('statechange', () => this._onContextState());
     // A context the browser suspended (tab hidden, iOS interruption) comes back when the page
     // is visible again; where that needs a gesture, the unlock listener catches the next one.
@@ -840,12 +842,17 @@ export class NovncAudio extends EventTarget {
       this._outputFrameMs = o.frameMs;
     }
     const out = ctx ? outputLatency(ctx, this.engine) : { ms: 0, source: null };
-    // Chromium's figure steps by 8 ms between readings (43.6, 51.6, 59.6 with PulseAudio) around
-    // its measured path (50-55 ms): the median of the last 4 s of readings goes into latencyMs.
+    // Chromium's figure steps by 8 ms between readings (34.9 / 42.9 with latencyHint 0, 43.6 /
+    // 51.6 with 'interactive', PulseAudio), for stretches of 5-20 s, while the path measured at
+    // the sound card stays at the lower step (+0-2 ms; engines harness, 2026-12-03): the lowest
+    // reading of the last 10 s goes into latencyMs (a lasting change shows after 10 s). No
+    // reading (0: a context not running yet, Firefox's first second) is not a short path.
     const outs = (this._outReadings ||= []);
-    outs.push(out.ms);
-    if (outs.length > 16) outs.shift();
-    out.ms = [...outs].sort((a, b) => a - b)[outs.length >> 1];
+    if (out.ms > 0) {
+      outs.push(out.ms);
+      if (outs.length > 40) outs.shift();
+    }
+    if (outs.length) out.ms = Math.min(...outs);
     st.outputLatencyMs = out.ms;
     st.outputLatencySource = out.source;
     st.outputLatencyKnown = out.source === 'getOutputTimestamp' || out.source === 'outputLatency';

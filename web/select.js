@@ -58,6 +58,22 @@ export function pickContextRate({ sampleRate, engine = 'other' }) {
 }
 
 /**
+ * The AudioContext's latencyHint: what the page asked for, else by engine, as measured
+ * (docs/PERFORMANCE.md, LAN per engine). Chromium sizes its output buffer by it: 'interactive'
+ * takes the device's usual 512 frames (baseLatency 11.6 ms at 44.1 kHz), 0 the smallest it allows
+ * (128 frames, 2.9 ms), which took 8-10 ms off its render -> sound card path and lowered the
+ * worklet's floor (base latency + a quantum) with it. Firefox measured the same with either;
+ * WebKitGTK ignores it. Elsewhere the standard's 'interactive'.
+ * @param {string|number|undefined} f.latencyHint  the latencyHint option
+ * @param {string} [f.engine]                      engineOf(navigator.userAgent)
+ * @returns {string|number}
+ */
+export function pickLatencyHint({ latencyHint, engine = 'other' }) {
+  if (latencyHint !== undefined && latencyHint !== null) return latencyHint;
+  return engine === 'chromium' ? 0 : 'interactive';
+}
+
+/**
  * @param {'auto'|'worklet'|'scheduled'} f.output  what the user asked for
  * @param {string|null} f.worklet    why AudioWorklet cannot be used, or null
  * @param {string|null} f.scheduled  why scheduled buffers cannot be used, or null

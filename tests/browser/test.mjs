@@ -29,7 +29,7 @@ import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickOutput, pickTransport } from '../../web/select.js';
+import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickTransport } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -345,6 +345,14 @@ test('engineOf tells the engines apart by their user agent strings', () => {
   assert.equal(engineOf(ua.safari), 'safari');
   assert.equal(engineOf(ua.iphone), 'safari');
   assert.equal(engineOf(''), 'other');
+});
+
+test('the latencyHint: the option wins, else 0 (the smallest output buffer) in Chromium, interactive elsewhere', () => {
+  assert.equal(pickLatencyHint({ engine: 'chromium' }), 0);
+  for (const engine of ['firefox', 'webkitgtk', 'safari', 'other']) assert.equal(pickLatencyHint({ engine }), 'interactive', engine);
+  assert.equal(pickLatencyHint({ latencyHint: 'interactive', engine: 'chromium' }), 'interactive');
+  assert.equal(pickLatencyHint({ latencyHint: 0.02, engine: 'firefox' }), 0.02);
+  assert.equal(pickLatencyHint({ latencyHint: null, engine: 'chromium' }), 0);
 });
 
 test('the AudioContext rate: the option wins, else the device rate in Chromium, 48 kHz elsewhere', () => {
