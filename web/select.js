@@ -61,8 +61,8 @@ export function pickContextRate({ sampleRate, engine = 'other' }) {
  * The AudioContext's latencyHint: what the page asked for, else by engine, as measured
  * (docs/PERFORMANCE.md, LAN per engine). Chromium sizes its output buffer by it: 'interactive'
  * takes the device's usual 512 frames (baseLatency 11.6 ms at 44.1 kHz), 0 the smallest it allows
- * (128 frames, 2.9 ms), which took 8-10 ms off its render -> sound card path and lowered the
- * worklet's floor (base latency + a quantum) with it. Firefox measured the same with either;
+ * (128 frames, 2.9 ms), which took 8-10 ms off its render -> sound card path (the buffer's floor
+ * stays where it was: renderBurstFrames). Firefox measured the same with either;
  * WebKitGTK ignores it. Elsewhere the standard's 'interactive'.
  * @param {string|number|undefined} f.latencyHint  the latencyHint option
  * @param {string} [f.engine]                      engineOf(navigator.userAgent)
@@ -71,6 +71,20 @@ export function pickContextRate({ sampleRate, engine = 'other' }) {
 export function pickLatencyHint({ latencyHint, engine = 'other' }) {
   if (latencyHint !== undefined && latencyHint !== null) return latencyHint;
   return engine === 'chromium' ? 0 : 'interactive';
+}
+
+/**
+ * How many frames the engine renders at once, at least, whatever its output buffer: the floor
+ * of the buffer covers this much besides a quantum (output/worklet.js, output/scheduled.js).
+ * Chromium renders 512 frames at a time (currentTime seen from the page steps by 4 quanta)
+ * with latencyHint 0 as with 'interactive', though its baseLatency says 128 with 0. A floor
+ * from that baseLatency (5.8 ms) underran 4 times in 3 paired minutes against 1 with this one
+ * (14.5 ms, as with 'interactive'), and 1-3 times a minute in other short runs (engines harness,
+ * 2026-12-03). Elsewhere 0: the engine's baseLatency says it.
+ * @param {string} [engine] engineOf(navigator.userAgent)
+ */
+export function renderBurstFrames(engine = 'other') {
+  return engine === 'chromium' ? 512 : 0;
 }
 
 /**

@@ -29,7 +29,7 @@ import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickTransport } from '../../web/select.js';
+import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickTransport, renderBurstFrames } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -353,6 +353,9 @@ test('the latencyHint: the option wins, else 0 (the smallest output buffer) in C
   assert.equal(pickLatencyHint({ latencyHint: 'interactive', engine: 'chromium' }), 'interactive');
   assert.equal(pickLatencyHint({ latencyHint: 0.02, engine: 'firefox' }), 0.02);
   assert.equal(pickLatencyHint({ latencyHint: null, engine: 'chromium' }), 0);
+  // Chromium renders 512 frames at once whatever its output buffer: the floor keeps covering them.
+  assert.equal(renderBurstFrames('chromium'), 512);
+  for (const engine of ['firefox', 'webkitgtk', 'safari', 'other']) assert.equal(renderBurstFrames(engine), 0, engine);
 });
 
 test('the AudioContext rate: the option wins, else the device rate in Chromium, 48 kHz elsewhere', () => {

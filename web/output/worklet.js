@@ -272,9 +272,12 @@ export class WorkletOutput {
     // the floor with opts.floor 'quantum'. Measured, it renders 11-15 ms sooner in Chromium, but
     // the jitter percentile then lets through the rare late frame that base latency covered
     // (3.6 underruns a minute over 10 minutes): the default keeps base latency + a quantum.
+    // Base latency is the engine's own figure, or at least the frames it is known to render at
+    // once (select.js renderBurstFrames: Chromium's 512, whatever its latencyHint).
+    const pullS = Math.max(ctx.baseLatency || 0, (opts.burstFrames || 0) / ctx.sampleRate);
     this.floorMs = opts.floor === 'quantum'
       ? 128 / ctx.sampleRate * 1000 + 1
-      : ((ctx.baseLatency || 0) + 128 / ctx.sampleRate) * 1000;
+      : (pullS + 128 / ctx.sampleRate) * 1000;
     const policy = { ...opts, floorMs: this.floorMs };
     this._stats = { bufferedMs: 0, minBufferedMs: 0, maxBufferedMs: 0, underruns: 0, droppedForLatency: 0,
       droppedMs: 0, stretchedMs: 0, speed: 1, renderedMs: 0, playing: false, targetMs: opts.targetMs || 0, frameMs: 20 };
