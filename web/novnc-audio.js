@@ -25,7 +25,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, pickContextRate, pickLatencyHint, pickOutput, pickTransport, renderBurstFrames } from './select.js';
+import { engineOf, enginePullS, pickContextRate, pickLatencyHint, pickOutput, pickTransport } from './select.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
@@ -498,7 +498,7 @@ export class NovncAudio extends EventTarget {
 
   async _ensureOutput() {
     const opts = { targetMs: this.targetLatencyMs, maxMs: this._maxMs(), delayMs: this._audioDelayMs, floor: this.floorMode,
-      burstFrames: renderBurstFrames(this.engine) };
+      pullS: enginePullS({ baseLatency: this._ctx.baseLatency, sampleRate: this._ctx.sampleRate, engine: this.engine }) };
     if (!this.adaptive) opts.jitterMs = 0;
     if (this._output) { this._output.configure(opts); return; }
     const pick = pickOutput({

@@ -75,7 +75,7 @@ export function pickLatencyHint({ latencyHint, engine = 'other' }) {
 
 /**
  * How many frames the engine renders at once, at least, whatever its output buffer: the floor
- * of the buffer covers this much besides a quantum (output/worklet.js, output/scheduled.js).
+ * of the buffer covers this much besides a quantum (enginePullS).
  * Chromium renders 512 frames at a time (currentTime seen from the page steps by 4 quanta)
  * with latencyHint 0 as with 'interactive', though its baseLatency says 128 with 0. A floor
  * from that baseLatency (5.8 ms) underran 4 times in 3 paired minutes against 1 with this one
@@ -85,6 +85,18 @@ export function pickLatencyHint({ latencyHint, engine = 'other' }) {
  */
 export function renderBurstFrames(engine = 'other') {
   return engine === 'chromium' ? 512 : 0;
+}
+
+/**
+ * How much the engine takes from the buffer at one pull (s): its base latency, at least the
+ * frames it renders at once (renderBurstFrames). The outputs' floor is this and a quantum.
+ * @param {object} f
+ * @param {number} f.baseLatency  the context's baseLatency (s; 0 or undefined: unknown)
+ * @param {number} f.sampleRate   the context's rate
+ * @param {string} [f.engine]     engineOf(navigator.userAgent)
+ */
+export function enginePullS({ baseLatency, sampleRate, engine = 'other' }) {
+  return Math.max(baseLatency || 0, renderBurstFrames(engine) / sampleRate);
 }
 
 /**

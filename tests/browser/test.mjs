@@ -29,7 +29,7 @@ import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickTransport, renderBurstFrames } from '../../web/select.js';
+import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickTransport, renderBurstFrames, enginePullS } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -356,6 +356,10 @@ test('the latencyHint: the option wins, else 0 (the smallest output buffer) in C
   // Chromium renders 512 frames at once whatever its output buffer: the floor keeps covering them.
   assert.equal(renderBurstFrames('chromium'), 512);
   for (const engine of ['firefox', 'webkitgtk', 'safari', 'other']) assert.equal(renderBurstFrames(engine), 0, engine);
+  assert.equal(enginePullS({ baseLatency: 128 / 44100, sampleRate: 44100, engine: 'chromium' }), 512 / 44100);
+  assert.equal(enginePullS({ baseLatency: 1024 / 44100, sampleRate: 44100, engine: 'chromium' }), 1024 / 44100);
+  assert.equal(enginePullS({ baseLatency: 0, sampleRate: 48000, engine: 'firefox' }), 0);
+  assert.equal(enginePullS({ baseLatency: undefined, sampleRate: 48000, engine: 'webkitgtk' }), 0);
 });
 
 test('the AudioContext rate: the option wins, else the device rate in Chromium, 48 kHz elsewhere', () => {

@@ -37,10 +37,10 @@ export class ScheduledOutput {
     this._ctx = ctx;
     this._dest = destination;
     this._rate = ctx.sampleRate;
-    // The floor: the start lead, or the engine's base latency (at least the frames it renders at
-    // once: select.js renderBurstFrames) and a quantum, whichever is more, and 2 ms for the main
-    // thread's own delays.
-    const pullS = Math.max(ctx.baseLatency || 0, (opts.burstFrames || 0) / ctx.sampleRate);
+    // The floor: the start lead, or the engine's pull (opts.pullS, select.js enginePullS: its
+    // base latency, at least the frames it renders at once) and a quantum, whichever is more, and
+    // 2 ms for the main thread's own delays.
+    const pullS = opts.pullS ?? (ctx.baseLatency || 0);
     this.floorMs = Math.max(START_LEAD_S * 1000, (pullS + 128 / ctx.sampleRate) * 1000) + 2;
     this._policy = new LatencyPolicy({ ...opts, floorMs: this.floorMs });
     this._queue = [];           // scheduled, not yet ended: { src, buf, startFrame, endFrame }

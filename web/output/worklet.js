@@ -272,9 +272,9 @@ export class WorkletOutput {
     // the floor with opts.floor 'quantum'. Measured, it renders 11-15 ms sooner in Chromium, but
     // the jitter percentile then lets through the rare late frame that base latency covered
     // (3.6 underruns a minute over 10 minutes): the default keeps base latency + a quantum.
-    // Base latency is the engine's own figure, or at least the frames it is known to render at
-    // once (select.js renderBurstFrames: Chromium's 512, whatever its latencyHint).
-    const pullS = Math.max(ctx.baseLatency || 0, (opts.burstFrames || 0) / ctx.sampleRate);
+    // "Base latency" is the engine's pull (opts.pullS, select.js enginePullS: at least the 512
+    // frames Chromium renders at once, whatever its latencyHint).
+    const pullS = opts.pullS ?? (ctx.baseLatency || 0);
     this.floorMs = opts.floor === 'quantum'
       ? 128 / ctx.sampleRate * 1000 + 1
       : (pullS + 128 / ctx.sampleRate) * 1000;
