@@ -25,7 +25,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, enginePullS, pickContextRate, pickLatencyHint, pickOutput, pickTransport } from './select.js';
+import { engineOf, enginePullS, pickContextRate, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, startsBlind } from './select.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
@@ -117,6 +117,9 @@ export class NovncAudio extends EventTarget {
    *        36 underruns (3.6 a minute, on a machine still busy with other jobs): not the default
    * @param {number} [opts.floorMs] the buffer's floor (ms) instead of the one derived from the
    *        engine's figures (experiments; the engines harness compares settings with it)
+   * @param {number} [opts.startMarginMs] added to the buffer's target for the first 4 s after the
+   *        sound starts (a cautious start). Default by engine, measured (select.js
+   *        pickStartMargin): 80 in WebKitGTK, 0 elsewhere
    * @param {boolean} [opts.jitterPeaks=false] the target also covers recurring late-frame peaks
    *        (arrival-jitter.js), not only the 5 s percentile. Off by measurement (2026-12-02,
    *        paired runs on a loaded machine): WebKitGTK plain rendered 31-33 -> 96-107 ms, Firefox
@@ -154,6 +157,7 @@ export class NovncAudio extends EventTarget {
     this.engine = engineOf(globalThis.navigator ? globalThis.navigator.userAgent : '');
     this.contextSampleRate = pickContextRate({ sampleRate: opts.sampleRate, engine: this.engine });
     this.latencyHint = pickLatencyHint({ latencyHint: opts.latencyHint, engine: this.engine });
+    this.startMarginMs = pickStartMargin({ startMarginMs: opts.startMarginMs, engine: this.engine });
     this.blindFloorMs = Number(opts.blindFloorMs ?? BLIND_FLOOR_MS);
     this.floorMode = opts.floor === 'quantum' ? 'quantum' : 'engine';
     this.floorMs = opts.floorMs === undefined || opts.floorMs === null ? null : Math.max(0, Number(opts.floorMs) || 0);
@@ -498,6 +502,7 @@ export class NovncAudio extends EventTarget {
 
   async _ensureOutput() {
     const opts = { targetMs: this.targetLatencyMs, maxMs: this._maxMs(), delayMs: this._audioDelayMs, floor: this.floorMode,
+      startMarginMs: this.startMarginMs,
       pullS: enginePullS({ baseLatency: this._ctx.baseLatency, sampleRate: this._ctx.sampleRate, engine: this.engine }) };
     if (!this.adaptive) opts.jitterMs = 0;
     if (this._output) { this._output.configure(opts); return; }
@@ -522,6 +527,7 @@ export class NovncAudio extends EventTarget {
     }
     this._stats.output = this._output.name;
     this._stats.floorMs = this._output.floorMs;
+    if (this.floorMs === null && startsBlind(this.engine)) this._useBlindFloor();
   }
 
   /**
@@ -786,20 +792,29 @@ export class NovncAudio extends EventTarget {
    * An engine that tells nothing of its output path (no outputLatency, no usable
    * getOutputTimestamp: WebKitGTK) also pulls audio in bursts its base latency does not show:
    * measured there, a quantum-sized floor gave 12-21 underruns a minute. After a second of such
-   * readings the buffer keeps BLIND_FLOOR_MS instead.
+   * readings the buffer keeps BLIND_FLOOR_MS instead; an engine known to be so (select.js
+   * startsBlind) keeps it from the start.
    */
   _blindOutput(source) {
     const blind = source === 'none' || source === 'baseLatency only';
     if (!this._output || this._ctx.state !== 'running') return;
     this._blindTicks = blind ? (this._blindTicks || 0) + 1 : 0;
-    if (!blind && this._output.blindFloor) {
-      // Firefox reports outputLatency 0 for its first second or so: it was not blind after all.
+    this._seeingTicks = blind ? 0 : (this._seeingTicks || 0) + 1;
+    // Firefox reports outputLatency 0 for its first second or so: it was not blind after all. A
+    // second of readings says so, not one: WebKitGTK's getOutputTimestamp() gives a plausible
+    // figure now and then in its first second.
+    if (this._seeingTicks >= 4 && this._output.blindFloor) {
       this._output.blindFloor = false;
       this._output.configure({ floorMs: this._output.floorMs });
       this._stats.floorMs = this._output.floorMs;
       return;
     }
-    if (this._output.floorMs >= this.blindFloorMs || this._blindTicks < 4 || this._output.blindFloor) return;
+    if (this._blindTicks >= 4) this._useBlindFloor();
+  }
+
+  /** The blind floor instead of the engine's own, if that is lower (and not already so). */
+  _useBlindFloor() {
+    if (this._output.floorMs >= this.blindFloorMs || this._output.blindFloor) return;
     this._output.blindFloor = true;
     this._output.configure({ floorMs: this.blindFloorMs });
     this._stats.floorMs = this.blindFloorMs;

@@ -100,6 +100,34 @@ export function enginePullS({ baseLatency, sampleRate, engine = 'other' }) {
 }
 
 /**
+ * Whether the engine is known to tell nothing of its output path (WebKitGTK: no outputLatency,
+ * no usable getOutputTimestamp), so that the buffer keeps the blind floor from its first audio
+ * instead of after a second of such readings (NovncAudio._blindOutput). Measured in WebKitGTK
+ * 2.50 (engines harness, the tone recorded at the sound card): the first second at the lower
+ * floor, and the seconds the fill took to grow to the blind one, broke the tone 1-3 times at
+ * every start (the module's fade, 30-75 ms of silence, then the audio back at full level: a
+ * click), and nothing broke after the first 4 s.
+ * @param {string} [engine] engineOf(navigator.userAgent)
+ */
+export function startsBlind(engine = 'other') {
+  return engine === 'webkitgtk';
+}
+
+/**
+ * How much higher the buffer's target is for the first seconds after the sound starts (ms;
+ * LatencyPolicy startMarginMs): what the page asked for, else by engine, as measured. WebKitGTK
+ * 2.50's first 2-3 s of sound are rough whatever the buffer holds later: with the 40 ms blind
+ * floor from the start (startsBlind), the tone at the sound card still broke 1-2 times per start,
+ * 30-75 ms each, and not after 4 s (engines harness, 2026-12-03). Elsewhere 0, until measured.
+ * @param {number|undefined} f.startMarginMs  the startMarginMs option
+ * @param {string} [f.engine]                 engineOf(navigator.userAgent)
+ */
+export function pickStartMargin({ startMarginMs, engine = 'other' }) {
+  if (startMarginMs !== undefined && startMarginMs !== null) return Math.max(0, Number(startMarginMs) || 0);
+  return engine === 'webkitgtk' ? 80 : 0;
+}
+
+/**
  * @param {'auto'|'worklet'|'scheduled'} f.output  what the user asked for
  * @param {string|null} f.worklet    why AudioWorklet cannot be used, or null
  * @param {string|null} f.scheduled  why scheduled buffers cannot be used, or null

@@ -28,8 +28,11 @@ function makeProcessor(opts) {
   return { p: new env.cls({ processorOptions: { inRate: RATE, ...opts } }), env };
 }
 
-/** Plays `seconds` of the tone; at each [t, delayMs] of `changes` the delay is set. */
-function play(seconds, changes, opts = {}) {
+/**
+ * Plays `seconds` of the tone; at each [t, delayMs] of `changes` the delay is set; watch(p, t),
+ * if given, sees the processor after each quantum.
+ */
+function play(seconds, changes, opts = {}, watch = null) {
   const { p, env } = makeProcessor({ floorMs: 13, jitterMs: 5, ...opts });
   let phase = 0, next = 0;
   const out = new Float32Array(Math.round(seconds * RATE / 128) * 128);
@@ -47,6 +50,7 @@ function play(seconds, changes, opts = {}) {
     const L = new Float32Array(128), R = new Float32Array(128);
     p.process([], [[L, R]]);
     out.set(L, q * 128);
+    if (watch) watch(p, env.currentTime);
   }
   return { p, out };
 }
@@ -100,4 +104,35 @@ test('a backlog the fill no longer holds is left to the speed and not counted as
   policy.cutMade(ms);
   assert.equal(policy.drains, 1);
   assert.equal(policy.drainMs, 20);
+});
+
+test('a cautious start holds the margin for its first seconds, then drains it without a jump', () => {
+  // The low-water fill (just before a chunk arrives) in each second of output.
+  const low = [];
+  const { p, out } = play(8, [], { startMarginMs: 80, startHoldMs: 4000 }, (pr, t) => {
+    const s = Math.floor(t);
+    low[s] = Math.min(low[s] ?? Infinity, pr.ms(pr.n));
+  });
+  const base = Math.max(13, 5 + 2);
+  for (const s of [1, 2, 3]) assert.ok(low[s] >= base + 80 - 5, `second ${s}: the fill fell to ${low[s].toFixed(1)} ms`);
+  assert.ok(low[7] < base + 20, `the margin is still held after 7 s: the fill stays above ${low[7].toFixed(1)} ms`);
+  assert.equal(p.policy.startMarginMs, 0);
+  assert.equal(p.policy.underruns, 0);
+  assert.equal(p.policy.capCuts, 0, 'drained by matched cuts, not cut at once');
+  const j = phaseJumps(out.subarray(RATE), RATE, HZ, 1);
+  assert.ok(j.maxJump < 0.3, `phase jump ${j.maxJump.toFixed(3)} rad at ${j.at} s`);
+  assert.ok(j.minAmpRatio > 0.95, `amplitude down to ${j.minAmpRatio.toFixed(3)} of the median`);
+});
+
+test('the start margin is armed once: a later config or an underrun does not bring it back', () => {
+  const policy = new LatencyPolicy({ floorMs: 13, jitterMs: 5, startMarginMs: 60, startHoldMs: 1000 });
+  assert.equal(policy.workTargetMs, 73);
+  policy.start(20, 20);
+  policy.arriving(70, 20, 0);
+  policy.arriving(70, 20, 1000);
+  assert.equal(policy.workTargetMs, 13);
+  policy.configure({ startMarginMs: 60 });
+  policy.underrun();
+  policy.start(20, 20);
+  assert.equal(policy.workTargetMs, 13);
 });

@@ -29,7 +29,7 @@ import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickTransport, renderBurstFrames, enginePullS } from '../../web/select.js';
+import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, renderBurstFrames, enginePullS, startsBlind } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -360,6 +360,18 @@ test('the latencyHint: the option wins, else 0 (the smallest output buffer) in C
   assert.equal(enginePullS({ baseLatency: 1024 / 44100, sampleRate: 44100, engine: 'chromium' }), 1024 / 44100);
   assert.equal(enginePullS({ baseLatency: 0, sampleRate: 48000, engine: 'firefox' }), 0);
   assert.equal(enginePullS({ baseLatency: undefined, sampleRate: 48000, engine: 'webkitgtk' }), 0);
+});
+
+test('a cautious start and the blind floor from the start in WebKitGTK only; the option wins', () => {
+  assert.equal(pickStartMargin({ engine: 'webkitgtk' }), 80);
+  for (const engine of ['chromium', 'firefox', 'safari', 'other']) {
+    assert.equal(pickStartMargin({ engine }), 0, engine);
+    assert.equal(startsBlind(engine), false, engine);
+  }
+  assert.equal(startsBlind('webkitgtk'), true);
+  assert.equal(pickStartMargin({ startMarginMs: 0, engine: 'webkitgtk' }), 0);
+  assert.equal(pickStartMargin({ startMarginMs: 50, engine: 'chromium' }), 50);
+  assert.equal(pickStartMargin({ startMarginMs: -5, engine: 'chromium' }), 0);
 });
 
 test('the AudioContext rate: the option wins, else the device rate in Chromium, 48 kHz elsewhere', () => {

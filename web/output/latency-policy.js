@@ -21,6 +21,9 @@
 //   once. Only a fill above the hard cap is cut back to the target at once (same matched cut).
 // - No ratchet: an underrun does not raise the target by itself; a late burst raises it through
 //   the jitter percentile, which forgets it after its window (5 s), and the fill then drains.
+// - A cautious start, where the engine asks for it (select.js pickStartMargin): for the first
+//   startHoldMs of output after the sound first starts, the target is startMarginMs higher; then
+//   the margin goes and its backlog drains as any other.
 //
 // The class is self-contained (no imports, no outside names): the worklet path ships its source
 // text to the audio thread with Function.prototype.toString().
@@ -31,6 +34,9 @@ export class LatencyPolicy {
     this.floorMs = 10;          // the engine's output quantum
     this.jitterMs = 10;         // arrival jitter (p99 over the window); conservative until measured
     this.delayMs = 0;           // extra delay asked for by the user (lip sync)
+    this.startMarginMs = 0;     // added to the target in the first startHoldMs of output
+    this.startHoldMs = 4000;
+    this.marginEndMs = null;    // output time the start margin ends (set at the first audio)
     this.frameMs = 20;          // the size of the chunks pushed, as last seen
     this.underruns = 0;
     this.speed = 1;             // playout speed: > 1 drains the buffer, < 1 lets it grow
@@ -43,7 +49,7 @@ export class LatencyPolicy {
   /** The low-water fill to keep (ms): what stats.targetMs shows. */
   get workTargetMs() {
     const jitter = Math.min(this.jitterMs + 2, this.maxMs - this.frameMs - 20);
-    return Math.max(this.floorMs, jitter, this.minTargetMs) + this.delayMs;
+    return Math.max(this.floorMs, jitter, this.minTargetMs) + this.delayMs + this.startMarginMs;
   }
 
   /** Above this fill, audio is dropped back to the target (a burst after a long stall). */
@@ -58,6 +64,8 @@ export class LatencyPolicy {
     if (o.floorMs !== undefined) this.floorMs = o.floorMs;
     if (o.jitterMs !== undefined) this.jitterMs = o.jitterMs;
     if (o.delayMs !== undefined) this.delayMs = Math.max(0, Number(o.delayMs) || 0);
+    if (o.startMarginMs !== undefined && this.marginEndMs === null) this.startMarginMs = Math.max(0, Number(o.startMarginMs) || 0);
+    if (o.startHoldMs !== undefined) this.startHoldMs = Math.max(0, Number(o.startHoldMs) || 0);
   }
 
   /** Forget the playing state (flush, reconnect, underrun): the next audio starts again. */
@@ -92,6 +100,8 @@ export class LatencyPolicy {
   arriving(fillMs, chunkMs, nowMs) {
     if (chunkMs > 0) this.frameMs = chunkMs;
     if (!this.playing) return;
+    if (this.marginEndMs === null) this.marginEndMs = nowMs + this.startHoldMs;
+    else if (this.startMarginMs > 0 && nowMs >= this.marginEndMs) this.startMarginMs = 0;
     if (fillMs < this.windowMinMs) this.windowMinMs = fillMs;
     if (this.windowStartMs === null) this.windowStartMs = nowMs;
     if (nowMs - this.windowStartMs < 500) return;

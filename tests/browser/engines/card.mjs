@@ -39,8 +39,11 @@ export function recordCard(server, sink = 'browser_out') {
  * block's; a jump is a sample whose distance from the pure tone's prediction from the two before
  * it, x[n] - 2 cos(w) x[n-1] + x[n-2], exceeds a third of the tone's amplitude (Opus's noise and
  * the resamplers stay far below: measured at under 2 % of the amplitude on a clean run), counted
- * once per 5 ms.
- * @returns {{seconds: number, rms: number, drops: number, dropMs: number, jumps: number}}
+ * once per 5 ms. breaks lists the drops (from the start of the recording: atS, ms, the lowest
+ * block's level against the tone's, and whether a jump falls at its start, cutIn, or its end,
+ * cutOut); loneJumpsAtS the jumps away from any drop.
+ * @returns {{seconds: number, rms: number, drops: number, dropMs: number, jumps: number,
+ *   breaks: object[], loneJumpsAtS: number[]}}
  */
 export function toneBreaks(samples, hz, rate = CARD_RATE) {
   const edge = Math.round(rate * 0.1);
@@ -56,20 +59,42 @@ export function toneBreaks(samples, hz, rate = CARD_RATE) {
   const sorted = Float64Array.from(rmsOf).sort();
   const rms = nBlocks ? sorted[nBlocks >> 1] : 0;
   let drops = 0, dropBlocks = 0, inDrop = false;
+  const gaps = [];   // each drop: [first block, blocks, lowest block RMS]
   for (let b = 0; b < nBlocks; b++) {
     const low = rmsOf[b] < rms / 2;
-    if (low) dropBlocks++;
-    if (low && !inDrop) drops++;
+    if (low) {
+      dropBlocks++;
+      if (!inDrop) { drops++; gaps.push([b, 0, Infinity]); }
+      const g = gaps[gaps.length - 1];
+      g[1]++;
+      g[2] = Math.min(g[2], rmsOf[b]);
+    }
     inDrop = low;
   }
   const c = 2 * Math.cos(2 * Math.PI * hz / rate);
   const limit = (rms * Math.SQRT2) / 3;
   let jumps = 0, lastJump = -Infinity;
+  const jumpAt = [];
   for (let n = 2; n < x.length; n++) {
     if (Math.abs(x[n] - c * x[n - 1] + x[n - 2]) > limit && n - lastJump > block) {
       jumps++;
       lastJump = n;
+      jumpAt.push(n);
     }
   }
-  return { seconds: x.length / rate, rms: rms / 32768, drops, dropMs: dropBlocks * 5, jumps };
+  // Each break, for telling a faded gap (the module's: the level decays, no jump where it falls)
+  // from a cut one (the tone stops dead: a jump at its start, e.g. the engine's output starved).
+  const near = (n) => jumpAt.some((j) => Math.abs(j - n) <= 2 * block);
+  const breaks = gaps.slice(0, 100).map(([b, k, low]) => ({
+    atS: +((edge + b * block) / rate).toFixed(3),
+    ms: k * 5,
+    level: +(low / rms).toFixed(3),
+    cutIn: near(b * block),
+    cutOut: near((b + k) * block),
+  }));
+  const lone = jumpAt.filter((n) => !gaps.some(([b, k]) => n >= (b - 2) * block && n <= (b + k + 2) * block));
+  return {
+    seconds: x.length / rate, rms: rms / 32768, drops, dropMs: dropBlocks * 5, jumps, breaks,
+    loneJumpsAtS: lone.slice(0, 100).map((n) => +((edge + n) / rate).toFixed(3)),
+  };
 }

@@ -22,6 +22,11 @@
 //   ROUNDS=1           run every case this many times, rounds interleaved
 //   OPTION_SETS=JSON   module options per copied-variant case (see below)
 //   RETRY_STALLED=0    do not run a case again when its WebDriver server stopped answering
+//   WINDOW_DELAY_S=0   wait this long after the sound starts before the window (and the card's
+//                      recording): the start left out
+//   CARD_LEAD_S=0      start the card's recording this long before the window: the start kept at
+//                      the card, left out of the module's counts
+//   CARD_RAW=1         keep each window's card recording (card-<case>.raw: s16le mono 48 kHz)
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
@@ -308,12 +313,14 @@ async function runCase(engine, origin, variantName, t, set = null) {
     phase('window');
     const lat = [];
     row.series = [];   // the module's figures every second (results.json): where underruns fall
+    // The tone at the sound card too: gaps after the graph (the engine's output path) are heard
+    // as well as the module's underruns (card.mjs).
+    if (env.WINDOW_DELAY_S) await sleep(Number(env.WINDOW_DELAY_S) * 1000);
+    const cardRec = env.BROWSER_PULSE_SERVER ? recordCard(env.BROWSER_PULSE_SERVER) : null;
+    if (env.CARD_LEAD_S) await sleep(Number(env.CARD_LEAD_S) * 1000);
     const first = (await session.read(probe.PAGE_STATE)).stats;
     const t0 = Date.now();
     let last = first;
-    // The tone at the sound card too: gaps after the graph (the engine's output path) are heard
-    // as well as the module's underruns (card.mjs).
-    const cardRec = env.BROWSER_PULSE_SERVER ? recordCard(env.BROWSER_PULSE_SERVER) : null;
     try {
       while (Date.now() - t0 < WINDOW_S * 1000) {
         await sleep(1000);
@@ -322,7 +329,12 @@ async function runCase(engine, origin, variantName, t, set = null) {
         row.series.push(probe.seriesPoint(last, Date.now() - t0));
       }
     } finally {
-      if (cardRec) row.card = toneBreaks(await cardRec.stop(), TONE_HZ);
+      if (cardRec) {
+        const samples = await cardRec.stop();
+        row.card = toneBreaks(samples, TONE_HZ);
+        // CARD_RAW=1: the recording itself (s16le mono, CARD_RATE), to look at each break.
+        if (env.CARD_RAW === '1') fs.writeFileSync(path.join(ARTIFACTS, `card-${caseName}.raw`), samples);
+      }
     }
     const minutes = (Date.now() - t0) / 60000;
     row.windowS = Math.round((Date.now() - t0) / 1000);
