@@ -320,6 +320,12 @@ async function runCase(engine, origin, variantName, t, set = null) {
     if (env.CARD_LEAD_S) await sleep(Number(env.CARD_LEAD_S) * 1000);
     const first = (await session.read(probe.PAGE_STATE)).stats;
     const t0 = Date.now();
+    if (engine.name === 'webkit' && !set && !env.WINDOW_DELAY_S && !env.CARD_LEAD_S) {
+      // WebKitGTK's first seconds (select.js startsBlind, pickStartMargin): the blind floor and
+      // the start margin hold from the first audio, not after a second of readings.
+      assert.ok(first.floorMs >= 40 && first.targetMs >= 120,
+        `${label}: floor ${first.floorMs} ms, target ${first.targetMs} ms just after the sound started: want the blind floor (40) and the start margin (+80)`);
+    }
     let last = first;
     try {
       while (Date.now() - t0 < WINDOW_S * 1000) {
