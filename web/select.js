@@ -102,11 +102,12 @@ export function enginePullS({ baseLatency, sampleRate, engine = 'other' }) {
 /**
  * Whether the engine is known to tell nothing of its output path (WebKitGTK: no outputLatency,
  * no usable getOutputTimestamp), so that the buffer keeps the blind floor from its first audio
- * instead of after a second of such readings (NovncAudio._blindOutput). Measured in WebKitGTK
- * 2.50 (engines harness, the tone recorded at the sound card): the first second at the lower
- * floor, and the seconds the fill took to grow to the blind one, broke the tone 1-3 times at
- * every start (the module's fade, 30-75 ms of silence, then the audio back at full level: a
- * click), and nothing broke after the first 4 s.
+ * instead of after a second of such readings (NovncAudio._blindOutput). In WebKitGTK 2.50 the
+ * first readings of getOutputTimestamp() are in range (750 ms of them), which kept lifting the
+ * blind floor: its first second played at a 12 ms floor, and the fill then took seconds to grow
+ * to 40 ms. That is when the tone at the sound card broke, 1-3 times at every start, and never
+ * after 4 s (engines harness, 2026-12-03). With this alone it still broke at the start:
+ * pickStartMargin.
  * @param {string} [engine] engineOf(navigator.userAgent)
  */
 export function startsBlind(engine = 'other') {
