@@ -28,6 +28,10 @@
 //   CARD_LEAD_S=0      start the card's recording this long before the window: the start kept at
 //                      the card, left out of the module's counts
 //   CARD_RAW=1         keep each window's card recording (card-<case>.raw: s16le mono 48 kHz)
+//   PUSH_LOG=1         keep every push of the window in results.json (pushLog: [performance.now(),
+//                      currentTime ms, the fill the output reads then (-1: the worklet's is not
+//                      seen from the page), lateMs, frames]): where the scheduled output reads
+//                      its fill against the engine's render steps
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, execFile } from 'node:child_process';
@@ -322,6 +326,10 @@ async function runCase(engine, origin, variantName, t, set = null) {
     let first, t0, last;
     try {
       if (env.CARD_LEAD_S) await sleep(Number(env.CARD_LEAD_S) * 1000);
+      // PUSH_LOG=1: wrap the output's push() (the module calls it through the property).
+      if (env.PUSH_LOG) await session.execute(`const o = window.novncAudio._output, ctx = window.novncAudio.audioContext;
+        window.__pl = []; const orig = o.push.bind(o);
+        o.push = (pl, fr, rate, gap, late) => { window.__pl.push([performance.now(), ctx.currentTime * 1000, o._fillMs ? o._fillMs() : -1, late, fr]); return orig(pl, fr, rate, gap, late); };`);
       first = last = (await session.read(probe.PAGE_STATE)).stats;
       t0 = Date.now();
       while (Date.now() - t0 < WINDOW_S * 1000) {
@@ -330,6 +338,7 @@ async function runCase(engine, origin, variantName, t, set = null) {
         if (Number.isFinite(last.latencyMs)) lat.push(last.latencyMs);
         row.series.push(probe.seriesPoint(last, Date.now() - t0));
       }
+      if (env.PUSH_LOG) row.pushLog = await session.execute('return window.__pl;');
     } finally {
       if (cardRec) {
         const samples = await cardRec.stop();
