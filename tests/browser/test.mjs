@@ -619,6 +619,32 @@ async function bufferedMedian(page, ms) {
   }, ms);
 }
 
+/**
+ * When the buffer was back after a stall, from the page's own samples ([Date.now(), targetMs,
+ * bufferedMs, lateP99Ms] every 50 ms): the first sample at which the target is at most targetMax
+ * and the median fill of the second that starts there is at most bufferedMax. Times in ms after
+ * stallAt; null when never (a second that starts must end within the series).
+ */
+function backAfter(series, stallAt, targetMax, bufferedMax) {
+  const med = (v) => { const a = [...v].sort((x, y) => x - y); return a[a.length >> 1]; };
+  const end = series[series.length - 1][0];
+  let targetBackMs = null, backMs = null;
+  for (let i = 0; i < series.length && backMs === null; i++) {
+    const [t, target] = series[i];
+    if (target > targetMax || t + 1000 > end) continue;
+    if (targetBackMs === null) targetBackMs = t - stallAt;
+    const second = series.filter(([u]) => u >= t && u < t + 1000).map((x) => x[2]);
+    if (med(second) <= bufferedMax) backMs = t - stallAt;
+  }
+  const medians = [];   // second k after the stall (null: not sampled)
+  for (let k = 0; stallAt + k * 1000 <= end; k++) {
+    const v = series.filter(([u]) => u >= stallAt + k * 1000 && u < stallAt + (k + 1) * 1000).map((x) => x[2]);
+    medians.push(v.length ? Math.round(med(v)) : null);
+  }
+  const late = series.filter(([u]) => u >= stallAt + 6000).map((x) => x[3]);
+  return { targetBackMs, backMs, medians, lateAfter6s: late.length ? Math.round(Math.max(...late)) : null };
+}
+
 async function stallAndBurst(plain) {
   // Needs control over delivery, so this one always uses the mock server, whatever the backend.
   const mock = await startMockServer({ freq: TONE_HZ });
@@ -630,6 +656,7 @@ async function stallAndBurst(plain) {
     await sleep(6000);  // past the start-up backlog and the first jitter window
     const before = await bufferedMedian(page, 2000);
     const s0 = (await audioState(page)).stats;
+    const stallAt = Date.now();
     mock.stall(400);  // 400 ms of audio arrives at once
     await sleep(1500);
     const s1 = (await audioState(page)).stats;
@@ -644,20 +671,24 @@ async function stallAndBurst(plain) {
     assert.equal(await page.evaluate(() => window.novncAudio.state), 'playing');
     assertTone(await dominant(page), 'after the burst');
 
-    // No ratchet: back to where it was within 10 s of the stall.
-    const t0 = Date.now() - 1500 - 7 * 150;
-    let back = null, now = s1;
-    while (Date.now() - t0 < 12000) {
-      now = (await audioState(page)).stats;
-      if (now.targetMs <= s0.targetMs + 3) {
-        const m = await bufferedMedian(page, 1000);
-        if (m <= before + 10) { back = Date.now() - t0; break; }
-      } else {
-        await sleep(250);
+    // No ratchet: back to where it was within 10 s of the stall. The page samples its own
+    // figures every 50 ms up to 12 s after the stall, and the time is where the first good
+    // second starts. (Polled from here in 1 s windows, the figure was where a good window
+    // ended, plus the round trips: up to a second more. CI runs read 6.6-7.9 s, and once 10.2.)
+    const series = await page.evaluate(async (untilMs) => {
+      const out = [];
+      while (Date.now() < untilMs) {
+        const s = window.novncAudio.stats;
+        out.push([Date.now(), s.targetMs, s.bufferedMs, s.lateP99Ms]);
+        await new Promise((r) => setTimeout(r, 50));
       }
-    }
-    log(`no ratchet (${label}): buffered median ${before.toFixed(1)} ms before; target ${s0.targetMs.toFixed(1)} -> ${now.targetMs.toFixed(1)} ms; ` +
-      `back ${back === null ? 'never' : `${back} ms`} after the stall`);
+      return out;
+    }, stallAt + 12000);
+    const r = backAfter(series, stallAt, s0.targetMs + 3, before + 10);
+    const back = r.backMs;
+    log(`no ratchet (${label}): buffered median ${before.toFixed(1)} ms before; target ${s0.targetMs.toFixed(1)} -> ` +
+      `${series[series.length - 1][1].toFixed(1)} ms; target back ${r.targetBackMs} ms, latency back ${back === null ? 'never' : `${back} ms`} ` +
+      `after the stall; buffered medians per second after it: ${JSON.stringify(r.medians)}; highest late p99 after 6 s: ${r.lateAfter6s} ms`);
     assert.ok(back !== null && back <= 10000, `back to the LAN figure within 10 s (${back} ms)`);
   } finally {
     await page.close();
