@@ -26,6 +26,9 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // Until the server's handlers exist, a SIGTERM waits instead of killing the process
+    // with its pid file left behind.
+    let signals = daemon::hold_signals();
     daemon::logger::install(config.daemon.log_level);
     if let Err(e) = daemon::check_privileges(&config.daemon) {
         eprintln!("novnc-audio: {e}");
@@ -46,6 +49,7 @@ fn main() {
             std::process::exit(e.exit_code());
         }
     };
+    signals.release();
     server.run();
     log::info!("stopped");
 }

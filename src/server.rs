@@ -43,7 +43,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Binds the port and starts capturing; nothing runs until [`Server::run`].
+    /// Binds the port and starts capturing; nothing runs until [`Server::run`]. The
+    /// SIGINT/SIGTERM/SIGHUP handlers are installed last: a binary that must not die of a
+    /// signal meanwhile blocks them until this returns (see `hold_signals` in main).
     pub fn start(config: Config, reloader: Option<Reloader>) -> Result<Server, Error> {
         let format = config.format();
         let opus = if format.opus_possible() {

@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::net::UnixDatagram;
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -35,17 +36,26 @@ fn pid_alive(pid: u32) -> bool {
             .unwrap_or(true)
 }
 
-#[test]
-fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
-    let pulse = PulseServer::start();
-    // A syslog socket of the test's own, only if the machine has none (CI has none).
+/// The daemonizing tests may bind /dev/log, and their daemons log there: one at a time.
+static DEV_LOG: Mutex<()> = Mutex::new(());
+
+/// Binds /dev/log for the test if the machine has no syslog (CI has none).
+fn test_syslog() -> Option<UnixDatagram> {
     let dev_log = Path::new("/dev/log");
-    let syslog = if dev_log.exists() {
+    if dev_log.exists() {
         skip("the syslog lines: /dev/log is the machine's syslog, not the test's");
         None
     } else {
         Some(UnixDatagram::bind(dev_log).expect("bind /dev/log for the test"))
-    };
+    }
+}
+
+#[test]
+fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
+    let _one = DEV_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let pulse = PulseServer::start();
+    let dev_log = Path::new("/dev/log");
+    let syslog = test_syslog();
     let pidfile = pulse.dir().join("novnc-audio.pid");
     let port = free_port();
     let started = Instant::now();
@@ -103,6 +113,68 @@ fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
         poll_until(Duration::from_secs(5), || (!pid_alive(pid)).then_some(()))
             .expect("SIGTERM ends the daemon");
         assert!(!pidfile.exists(), "SIGTERM removes the pid file");
+    });
+    if syslog.is_some() {
+        let _ = std::fs::remove_file(dev_log);
+    }
+    if let Err(e) = result {
+        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
+            send_signal(pid.trim().parse().unwrap_or(0), "KILL");
+        }
+        std::panic::resume_unwind(e);
+    }
+}
+
+/// A SIGTERM while the daemon is still starting (the pid file exists, the port may not yet)
+/// must wait for the handlers, not kill the process with its pid file left behind.
+/// CI once caught the default action: the daemon gone, the pid file still there.
+#[test]
+fn sigterm_while_starting_still_removes_the_pid_file() {
+    let _one = DEV_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let pulse = PulseServer::start();
+    let dev_log = Path::new("/dev/log");
+    let syslog = test_syslog();
+    let pidfile = pulse.dir().join("novnc-audio.pid");
+    let port = free_port();
+    let status = pulse
+        .command(BIN)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
+        .arg("--daemonize")
+        .arg("--pidfile")
+        .arg(&pidfile)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    let result = std::panic::catch_unwind(|| {
+        assert!(status.success(), "the parent exits 0 once forked");
+        // The first moment the pid is readable: the daemon has only just forked.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let pid: u32 = loop {
+            // Whole only with its newline: never signal a torn read.
+            if let Some(pid) = std::fs::read_to_string(&pidfile)
+                .ok()
+                .filter(|s| s.ends_with('\n'))
+                .and_then(|s| s.trim().parse().ok())
+            {
+                break pid;
+            }
+            assert!(Instant::now() < deadline, "pid file written");
+            thread::sleep(Duration::from_micros(200));
+        };
+        // SAFETY: kill has no memory preconditions; the pid is the daemon this test started.
+        assert_eq!(unsafe { libc::kill(pid as i32, libc::SIGTERM) }, 0, "kill");
+        poll_until(Duration::from_secs(5), || (!pid_alive(pid)).then_some(()))
+            .expect("SIGTERM ends the daemon");
+        assert!(
+            !pidfile.exists(),
+            "a SIGTERM during start-up still removes the pid file"
+        );
+        if let Some(sock) = &syslog {
+            let log = recv_all(sock, |s| s.contains("stopped"), Duration::from_secs(2));
+            assert!(log.contains("SIGTERM: shutting down"), "syslog: {log}");
+            assert!(log.contains("stopped"), "syslog: {log}");
+        }
     });
     if syslog.is_some() {
         let _ = std::fs::remove_file(dev_log);

@@ -49,6 +49,42 @@ pub fn daemonize(config: &DaemonConfig) -> Result<Option<PidFile>, DaemonError> 
     Ok(config.pidfile.clone().map(|path| PidFile { path }))
 }
 
+/// SIGINT, SIGTERM and SIGHUP, kept pending from the start of the process until the
+/// server's main-loop handlers exist.
+///
+/// Without it a signal in that window (daemonizing, binding the port, connecting to
+/// PulseAudio) takes its default action: the process dies without removing its pid file
+/// or saying why, although the port already answers. Blocked, the signal waits and
+/// reaches glib's handler the moment [`HeldSignals::release`] unblocks it.
+pub struct HeldSignals {
+    set: libc::sigset_t,
+}
+
+/// Blocks the signals the server handles; call before anything forks or spawns a thread,
+/// so that every thread inherits the mask.
+pub fn hold_signals() -> HeldSignals {
+    // SAFETY: sigemptyset/sigaddset initialise the set we own; pthread_sigmask only reads it.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for signum in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, signum);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        HeldSignals { set }
+    }
+}
+
+impl HeldSignals {
+    /// Unblocks the signals on this thread; one that arrived meanwhile is delivered now.
+    pub fn release(self) {
+        // SAFETY: the set was initialised by hold_signals.
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &self.set, std::ptr::null_mut());
+        }
+    }
+}
+
 /// Removes the pid file when the daemon ends.
 pub struct PidFile {
     path: PathBuf,
