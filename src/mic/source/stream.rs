@@ -85,6 +85,13 @@ impl Inner {
                 self.status.source = Some(self.config.source_name.clone());
                 // Audio that waited for the stream is stale now.
                 self.speaker.flush();
+                // A speaker who came while the stream was connecting found it neither
+                // ready nor able to uncork (`apply_cork` needs Ready): the stream was
+                // created corked and would stay silent. Cork it as things are now.
+                let speaking = self.speaking;
+                if let Some(stream) = self.stream.as_mut() {
+                    stream.set_corked_state(!speaking, None);
+                }
                 self.kick_feed();
                 // Requests made before we were ready may have been skipped.
                 if let Some(len) = self.stream.as_ref().and_then(|s| s.writable_size()) {
