@@ -6,8 +6,9 @@
 #
 # Installs what it needs (chromium, pulseaudio, pacat, sox, node modules) idempotently, builds
 # the daemon, starts a private PulseAudio and the daemon on a free loopback port, plays the tone
-# into PulseAudio and runs tests/browser/test.mjs with node's test runner. It stops only what it
-# started, by pid.
+# into PulseAudio and runs tests/browser/test.mjs with node's test runner, after the node-only
+# tests of web/'s parts (arrival-jitter, splice, jitter-buffer, scheduled-output). It stops only
+# what it started, by pid.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -117,4 +118,4 @@ NOVNC_AUDIO_URL="http://127.0.0.1:$port/" \
 NOVNC_AUDIO_CMD="$json_argv" \
 NOVNC_AUDIO_PIDFILE="$daemon_pidfile" \
 WINDOW_S="${WINDOW_S:-20}" \
-  node --test --test-concurrency=1 ${ONLY:+--test-name-pattern="$ONLY"} arrival-jitter.mjs splice.mjs jitter-buffer.mjs test.mjs
+  node --test --test-concurrency=1 ${ONLY:+--test-name-pattern="$ONLY"} arrival-jitter.mjs splice.mjs jitter-buffer.mjs scheduled-output.mjs test.mjs

@@ -42,6 +42,13 @@ export class ScheduledOutput {
     // 2 ms for the main thread's own delays.
     const pullS = opts.pullS ?? (ctx.baseLatency || 0);
     this.floorMs = Math.max(START_LEAD_S * 1000, (pullS + 128 / ctx.sampleRate) * 1000) + 2;
+    // Sources are replaced (a cut, a flush) only where the engine cannot have pulled yet: past
+    // its pull and a quantum, as the floor. Chromium renders 512 frames at a time, ahead of the
+    // currentTime the page sees; a source stopped inside that stretch and started again in a
+    // new one may be rendered with the old one stopped and the new one not yet in place: a
+    // chunk of silence that no underrun counts (seen once in CI after a backlog cut, when 256
+    // frames was the only guard).
+    this._replaceFrames = Math.max(GUARD_FRAMES, Math.ceil((pullS * this._rate) + 128));
     this._policy = new LatencyPolicy({ ...opts, floorMs: this.floorMs });
     this._queue = [];           // scheduled, not yet ended: { src, buf, startFrame, endFrame }
     this._tail = null;          // the decay after the last chunk: { src, startFrame }
@@ -169,12 +176,17 @@ export class ScheduledOutput {
     this._tail = { src, startFrame: this._nextFrame };
   }
 
-  /** Stop the sources that start later than the guard; returns them. */
-  _unscheduleLater() {
-    const guard = this._nowFrame() + GUARD_FRAMES;
-    const i = this._queue.findIndex((q) => q.startFrame >= guard);
+  /** The index of the first source that starts where the engine has not pulled yet, or -1. */
+  _firstReplaceable() {
+    const guard = this._nowFrame() + this._replaceFrames;
+    return this._queue.findIndex((q) => q.startFrame >= guard);
+  }
+
+  /** Stop the sources from index i (_firstReplaceable) on; returns them. */
+  _unscheduleFrom(i) {
     if (i < 0) return [];
     const later = this._queue.splice(i);
+    const guard = later[0].startFrame;
     const tail = this._tail;
     if (tail && tail.startFrame >= guard) { tail.src.stop(); tail.src.disconnect(); this._tail = null; }
     for (const q of later) { q.src.stop(); q.src.disconnect(); this._scheduledFrames -= q.buf.length; }
@@ -185,15 +197,18 @@ export class ScheduledOutput {
   }
 
   /**
-   * Drop about `frames` of the oldest audio that has not started playing: the sources not yet
-   * started are stopped and their audio, minus the cut, is scheduled again as one buffer where
-   * the first of them was to start. The cut is where the waveform after it matches what would
+   * Drop about `frames` of the oldest audio the engine has not pulled yet: those sources
+   * (_firstReplaceable) are stopped and their audio, minus the cut, is scheduled again as one
+   * buffer where the first of them was to start. The cut is where the waveform after it matches what would
    * have played (Splice.matchCut), joined by overlap-add; only audio too short to search is cut
    * plainly and crossfaded from the sample before it. Returns the frames cut.
    */
   _drop(frames, maxK = Infinity) {
-    const later = this._unscheduleLater();
-    if (!later.length) return 0;
+    const i = this._firstReplaceable();
+    if (i < 0) return 0;
+    // The search comes first, the swap after it: the old sources are stopped and the new one
+    // started in one go, with no work of ours between them.
+    const later = this._queue.slice(i);
     let total = 0;
     for (const q of later) total += q.buf.length;
     const all = [new Float32Array(total), new Float32Array(total)];
@@ -202,6 +217,7 @@ export class ScheduledOutput {
       for (const q of later) { all[ch].set(q.buf.getChannelData(ch), o); o += q.buf.length; }
     }
     const { k, w } = Splice.matchCut(all, total, Math.min(frames, total), this._rate, maxK);
+    this._unscheduleFrom(i);
     this._droppedFrames += k;
     const keep = total - k;
     if (keep <= 0) { this._setTail(); return k; }
@@ -213,8 +229,8 @@ export class ScheduledOutput {
   }
 
   flush() {
-    // Audio not started yet goes (not rendered); what plays now ends with its tail.
-    this._unscheduleLater();
+    // Audio the engine has not pulled yet goes; what plays now ends with its tail.
+    this._unscheduleFrom(this._firstReplaceable());
     if (this._queue.length) this._setTail();
     this._policy.reset();
     this._dry = false;
