@@ -817,7 +817,8 @@ async function recordDiscontinuities(page, ms, during) {
             const k = Math.min(x ? x.length : 128, this.buf.length - this.n);
             if (x) this.buf.set(x.subarray(0, k), this.n);
             this.n += k;
-            if (this.n >= this.buf.length) this.port.postMessage({ buf: this.buf, t0: this.t0 });
+            // Transferred, not copied: no 0.5 MB copy on the audio thread while the output plays.
+            if (this.n >= this.buf.length) this.port.postMessage({ buf: this.buf, t0: this.t0 }, [this.buf.buffer]);
           }
           return true;
         } });`;
