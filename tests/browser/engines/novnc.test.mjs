@@ -63,8 +63,9 @@ const PLAIN_HOST = env.PLAIN_HOST || 'desk.test';
 const WINDOW_S = Number(env.WINDOW_S ?? 20);
 const STALL_RETRIES = Number(env.STALL_RETRIES ?? 5);
 const CLICKS = Number(env.CLICKS ?? 20);
-// A case: start-up, the window, the clicks, a retry's margin (a 600 s window for the 10-minute run).
-const CASE_TIMEOUT_MS = Math.max(300000, (WINDOW_S + 2 * CLICKS + 180) * 1000);
+// A case: per try, start-up, the window and the clicks (a 600 s window for the 10-minute run),
+// times the tries a stalled driver may take.
+const CASE_TIMEOUT_MS = (STALL_RETRIES + 1) * Math.max(150000, (WINDOW_S + 2 * CLICKS + 90) * 1000);
 const ROUNDS = Number(env.ROUNDS || 1);   // each case this many times (ranges on a shared machine)
 const PLAY_TIMEOUT_S = Number(env.PLAY_TIMEOUT_S || 20);
 const TONE_HZ = 440;
