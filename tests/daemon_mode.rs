@@ -50,25 +50,42 @@ fn test_syslog() -> Option<UnixDatagram> {
     }
 }
 
-#[test]
-fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
-    let _one = DEV_LOG.lock().unwrap_or_else(|e| e.into_inner());
-    let pulse = PulseServer::start();
-    let dev_log = Path::new("/dev/log");
-    let syslog = test_syslog();
-    let pidfile = pulse.dir().join("novnc-audio.pid");
-    let port = free_port();
-    let started = Instant::now();
-    let status = pulse
+/// Starts the daemon with --daemonize and a pid file; returns the parent's exit status.
+fn start_daemonized(pulse: &PulseServer, pidfile: &Path, port: u16) -> std::process::ExitStatus {
+    pulse
         .command(BIN)
         .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
         .arg("--daemonize")
         .arg("--pidfile")
-        .arg(&pidfile)
+        .arg(pidfile)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .unwrap();
+        .unwrap()
+}
+
+/// Removes the test's /dev/log, kills a daemon the test left running, re-raises its panic.
+fn finish(own_syslog: bool, pidfile: &Path, result: std::thread::Result<()>) {
+    if own_syslog {
+        let _ = std::fs::remove_file("/dev/log");
+    }
+    if let Err(e) = result {
+        if let Ok(pid) = std::fs::read_to_string(pidfile) {
+            send_signal(pid.trim().parse().unwrap_or(0), "KILL");
+        }
+        std::panic::resume_unwind(e);
+    }
+}
+
+#[test]
+fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
+    let _one = DEV_LOG.lock().unwrap_or_else(|e| e.into_inner());
+    let pulse = PulseServer::start();
+    let syslog = test_syslog();
+    let pidfile = pulse.dir().join("novnc-audio.pid");
+    let port = free_port();
+    let started = Instant::now();
+    let status = start_daemonized(&pulse, &pidfile, port);
     let result = std::panic::catch_unwind(|| {
         assert!(status.success(), "the parent exits 0 once forked");
         assert!(
@@ -114,15 +131,7 @@ fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
             .expect("SIGTERM ends the daemon");
         assert!(!pidfile.exists(), "SIGTERM removes the pid file");
     });
-    if syslog.is_some() {
-        let _ = std::fs::remove_file(dev_log);
-    }
-    if let Err(e) = result {
-        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-            send_signal(pid.trim().parse().unwrap_or(0), "KILL");
-        }
-        std::panic::resume_unwind(e);
-    }
+    finish(syslog.is_some(), &pidfile, result);
 }
 
 /// A SIGTERM while the daemon is still starting (the pid file exists, the port may not yet)
@@ -132,20 +141,10 @@ fn daemonize_writes_pidfile_logs_to_syslog_and_cleans_up() {
 fn sigterm_while_starting_still_removes_the_pid_file() {
     let _one = DEV_LOG.lock().unwrap_or_else(|e| e.into_inner());
     let pulse = PulseServer::start();
-    let dev_log = Path::new("/dev/log");
     let syslog = test_syslog();
     let pidfile = pulse.dir().join("novnc-audio.pid");
     let port = free_port();
-    let status = pulse
-        .command(BIN)
-        .args(["-H", "127.0.0.1", "-p", &port.to_string(), "--allow-root"])
-        .arg("--daemonize")
-        .arg("--pidfile")
-        .arg(&pidfile)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap();
+    let status = start_daemonized(&pulse, &pidfile, port);
     let result = std::panic::catch_unwind(|| {
         assert!(status.success(), "the parent exits 0 once forked");
         // The first moment the pid is readable: the daemon has only just forked.
@@ -176,15 +175,7 @@ fn sigterm_while_starting_still_removes_the_pid_file() {
             assert!(log.contains("stopped"), "syslog: {log}");
         }
     });
-    if syslog.is_some() {
-        let _ = std::fs::remove_file(dev_log);
-    }
-    if let Err(e) = result {
-        if let Ok(pid) = std::fs::read_to_string(&pidfile) {
-            send_signal(pid.trim().parse().unwrap_or(0), "KILL");
-        }
-        std::panic::resume_unwind(e);
-    }
+    finish(syslog.is_some(), &pidfile, result);
 }
 
 #[test]
