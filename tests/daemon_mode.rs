@@ -39,9 +39,12 @@ fn pid_alive(pid: u32) -> bool {
 /// The daemonizing tests may bind /dev/log, and their daemons log there: one at a time.
 static DEV_LOG: Mutex<()> = Mutex::new(());
 
+/// Where the daemon's syslog writes.
+const DEV_LOG_PATH: &str = "/dev/log";
+
 /// Binds /dev/log for the test if the machine has no syslog (CI has none).
 fn test_syslog() -> Option<UnixDatagram> {
-    let dev_log = Path::new("/dev/log");
+    let dev_log = Path::new(DEV_LOG_PATH);
     if dev_log.exists() {
         skip("the syslog lines: /dev/log is the machine's syslog, not the test's");
         None
@@ -67,7 +70,7 @@ fn start_daemonized(pulse: &PulseServer, pidfile: &Path, port: u16) -> std::proc
 /// Removes the test's /dev/log, kills a daemon the test left running, re-raises its panic.
 fn finish(own_syslog: bool, pidfile: &Path, result: std::thread::Result<()>) {
     if own_syslog {
-        let _ = std::fs::remove_file("/dev/log");
+        let _ = std::fs::remove_file(DEV_LOG_PATH);
     }
     if let Err(e) = result {
         if let Ok(pid) = std::fs::read_to_string(pidfile) {

@@ -41,14 +41,15 @@ export class ScheduledOutput {
     // base latency, at least the frames it renders at once) and a quantum, whichever is more, and
     // 2 ms for the main thread's own delays.
     const pullS = opts.pullS ?? (ctx.baseLatency || 0);
-    this.floorMs = Math.max(START_LEAD_S * 1000, (pullS + 128 / ctx.sampleRate) * 1000) + 2;
+    const pullQuantumFrames = pullS * ctx.sampleRate + 128;   // the pull and a quantum
+    this.floorMs = Math.max(START_LEAD_S * 1000, pullQuantumFrames * 1000 / ctx.sampleRate) + 2;
     // Sources are replaced (a cut, a flush) only where the engine cannot have pulled yet: past
     // its pull and a quantum, as the floor. Chromium renders 512 frames at a time, ahead of the
     // currentTime the page sees; a source stopped inside that stretch and started again in a
     // new one may be rendered with the old one stopped and the new one not yet in place: a
     // chunk of silence that no underrun counts (seen once in CI after a backlog cut, when 256
     // frames was the only guard).
-    this._replaceFrames = Math.max(GUARD_FRAMES, Math.ceil((pullS * this._rate) + 128));
+    this._replaceFrames = Math.max(GUARD_FRAMES, Math.ceil(pullQuantumFrames));
     this._policy = new LatencyPolicy({ ...opts, floorMs: this.floorMs });
     this._queue = [];           // scheduled, not yet ended: { src, buf, startFrame, endFrame }
     this._tail = null;          // the decay after the last chunk: { src, startFrame }
@@ -182,26 +183,25 @@ export class ScheduledOutput {
     return this._queue.findIndex((q) => q.startFrame >= guard);
   }
 
-  /** Stop the sources from index i (_firstReplaceable) on; returns them. */
+  /** Stop the sources from index i (_firstReplaceable) on, and the tail after them. */
   _unscheduleFrom(i) {
-    if (i < 0) return [];
+    if (i < 0) return;
     const later = this._queue.splice(i);
-    const guard = later[0].startFrame;
     const tail = this._tail;
-    if (tail && tail.startFrame >= guard) { tail.src.stop(); tail.src.disconnect(); this._tail = null; }
+    if (tail && tail.startFrame >= later[0].startFrame) { tail.src.stop(); tail.src.disconnect(); this._tail = null; }
     for (const q of later) { q.src.stop(); q.src.disconnect(); this._scheduledFrames -= q.buf.length; }
     this._nextFrame = later[0].startFrame;
     const prev = this._queue[this._queue.length - 1];
     this._last = prev ? [prev.buf.getChannelData(0)[prev.buf.length - 1], prev.buf.getChannelData(1)[prev.buf.length - 1]] : [0, 0];
-    return later;
   }
 
   /**
    * Drop about `frames` of the oldest audio the engine has not pulled yet: those sources
    * (_firstReplaceable) are stopped and their audio, minus the cut, is scheduled again as one
-   * buffer where the first of them was to start. The cut is where the waveform after it matches what would
-   * have played (Splice.matchCut), joined by overlap-add; only audio too short to search is cut
-   * plainly and crossfaded from the sample before it. Returns the frames cut.
+   * buffer where the first of them was to start. The cut is where the waveform after it
+   * matches what would have played (Splice.matchCut), joined by overlap-add; only audio too
+   * short to search is cut plainly and crossfaded from the sample before it. Returns the
+   * frames cut.
    */
   _drop(frames, maxK = Infinity) {
     const i = this._firstReplaceable();
