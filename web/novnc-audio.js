@@ -25,7 +25,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, enginePullS, pickContextRate, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, startsBlind } from './select.js';
+import { engineOf, enginePullS, pickContextRate, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, readsOutputPath, startsBlind } from './select.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
@@ -1017,20 +1017,25 @@ export function networkTerm(rttsMs, medianLateMs) {
  * 'baseLatency only' (WebKitGTK) means the engine tells nothing usable of its output path:
  * stats.outputLatencyKnown is then false and latencyMs leaves that path out.
  *
- * 'outputLatency snapshot' (Firefox, engine 'firefox'): Gecko reads the figure once per
+ * 'not read (Firefox)': in Firefox neither figure is read, since a reading can hang the page for
+ * good (select.js readsOutputPath); stats.outputLatencyKnown is false and latencyMs leaves the
+ * path out (30-34 ms measured at the sound card, 2026-12-02).
+ *
+ * What that figure was ('outputLatency snapshot', before 2026-12-03): Gecko reads it once per
  * MediaTrackGraph (cubeb_stream_get_latency at the first query, cached until the output device
  * changes) and derives getOutputTimestamp() from the same number. Over 13 sessions with a 44.1
  * kHz card that one reading was 9.6-50.5 ms while the measured render -> card path was 29.8-33.5
  * ms every time (what the output had buffered at that moment, it seems). suspend() and
  * resume(), a second context, another latencyHint, closing the context and opening a new one all
  * return the same number (tests/browser/engines/ff_output_latency.py); only another sample rate
- * (another graph) reads again. So stats.outputLatencyKnown is false there; latencyMs still counts
- * the snapshot, which scatters around the path where leaving it out is ~30 ms short every time:
+ * (another graph) reads again. stats.outputLatencyKnown was false then too; latencyMs counted the
+ * snapshot, which scattered around the path where leaving it out is ~30 ms short every time:
  * 4 sessions (engines harness, 2026-12-02) read 40.0 / 32.5 / 13.1 / 37.5 ms for a path of 31.1
  * / 32.6 / 30.9 / 29.8 ms; latencyMs minus the card was +11.1 / +4.9 / -15.1 / +5.1 ms with it
  * and -28.9 / -27.6 / -28.2 / -32.4 ms without.
  */
 export function outputLatency(ctx, engine = null) {
+  if (!readsOutputPath(engine || 'other')) return { ms: 0, source: 'not read (Firefox)' };
   let best = { ms: 0, source: 'none' };
   if (typeof ctx.getOutputTimestamp === 'function' && ctx.state === 'running') {
     const t = ctx.getOutputTimestamp();
@@ -1044,7 +1049,6 @@ export function outputLatency(ctx, engine = null) {
     if (ms > best.ms) best = { ms, source: 'outputLatency' };
   }
   if (best.source === 'none' && ctx.baseLatency > 0) best = { ms: ctx.baseLatency * 1000, source: 'baseLatency only' };
-  if (engine === 'firefox' && best.source === 'outputLatency') best.source = 'outputLatency snapshot';
   return best;
 }
 

@@ -115,6 +115,26 @@ export function startsBlind(engine = 'other') {
 }
 
 /**
+ * Whether the page may read the engine's output-path figures (AudioContext.outputLatency,
+ * getOutputTimestamp()). Not in Firefox: there a reading can hang the page's main thread for
+ * good. Gecko answers a reading that has no cached figure yet (the first second of sound, or
+ * more) with a synchronous call to the audio server (AudioIPC, in the parent process) while it
+ * holds the graph's lock; the server needs PulseAudio's mainloop lock, which cubeb holds while
+ * it waits for the content process's audio callback, and that callback waits for the graph's
+ * lock. gdb's backtraces of Firefox ESR 153 in that state, twice (engines harness,
+ * STALL_STACKS=1, 2026-12-03): page main thread in a sync AudioIPC call, the parent's "AudioIPC
+ * Server RPC" thread in pa_mutex_lock, "threaded-ml" in a cubeb callback waiting on a futex,
+ * the content's "AudioIPC Callback" thread in a condition variable wait. Sound stops and the tab
+ * no longer answers. Each reading was a chance of it: the harness's tone probe and the module's
+ * stats read it every 250 ms and hung 2-6 sessions in 12. Firefox's figure was a snapshot that
+ * scattered 9.6-50.5 ms around a 30-34 ms path anyway (outputLatency in novnc-audio.js).
+ * @param {string} [engine] engineOf(navigator.userAgent)
+ */
+export function readsOutputPath(engine = 'other') {
+  return engine !== 'firefox';
+}
+
+/**
  * How much higher the buffer's target is for the first seconds after the sound starts (ms;
  * LatencyPolicy startMarginMs): what the page asked for, else by engine, as measured. WebKitGTK
  * 2.50's first 2-3 s of sound are rough whatever the buffer holds later: with the 40 ms blind

@@ -28,8 +28,8 @@ import { chromium } from 'playwright-core';
 import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
-import { NovncAudio, networkTerm } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, renderBurstFrames, enginePullS, startsBlind } from '../../web/select.js';
+import { NovncAudio, networkTerm, outputLatency } from '../../web/novnc-audio.js';
+import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, renderBurstFrames, enginePullS, readsOutputPath, startsBlind } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -360,6 +360,28 @@ test('the latencyHint: the option wins, else 0 (the smallest output buffer) in C
   assert.equal(enginePullS({ baseLatency: 1024 / 44100, sampleRate: 44100, engine: 'chromium' }), 1024 / 44100);
   assert.equal(enginePullS({ baseLatency: 0, sampleRate: 48000, engine: 'firefox' }), 0);
   assert.equal(enginePullS({ baseLatency: undefined, sampleRate: 48000, engine: 'webkitgtk' }), 0);
+});
+
+test('Firefox\'s output-path figures are never read (a reading can hang its page); elsewhere they are', () => {
+  // A context whose figures count their readings: Firefox's path must not touch them at all.
+  const reads = [];
+  const ctx = {
+    state: 'running', currentTime: 10, sampleRate: 48000,
+    get outputLatency() { reads.push('outputLatency'); return 0.03; },
+    get baseLatency() { reads.push('baseLatency'); return 0.01; },
+    getOutputTimestamp() { reads.push('getOutputTimestamp'); return { contextTime: 0, performanceTime: 0 }; },
+  };
+  assert.equal(readsOutputPath('firefox'), false);
+  assert.deepEqual(outputLatency(ctx, 'firefox'), { ms: 0, source: 'not read (Firefox)' });
+  assert.deepEqual(reads, []);
+  for (const engine of ['chromium', 'webkitgtk', 'safari', 'other']) {
+    assert.equal(readsOutputPath(engine), true, engine);
+    reads.length = 0;
+    const out = outputLatency(ctx, engine);
+    assert.equal(out.source, 'outputLatency', engine);
+    assert.ok(Math.abs(out.ms - 40) < 1e-9, `${engine}: ${out.ms}`);
+    assert.ok(reads.includes('outputLatency') && reads.includes('getOutputTimestamp'), `${engine}: ${reads}`);
+  }
 });
 
 test('a cautious start and the blind floor from the start in WebKitGTK only; the option wins', () => {

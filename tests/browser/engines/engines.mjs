@@ -159,6 +159,24 @@ export async function openSession(engine, logStream) {
  * CPU use (% of one core over `ms`) of every process under `rootPid`, busiest first: tells a page
  * stuck in a loop (a content process at 100 %) from a driver that stopped answering (all idle).
  */
+/** Pids of rootPid and its descendants, from /proc. */
+export function treeOf(rootPid) {
+  const parent = new Map();
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch { /* gone */ }
+  }
+  const tree = new Set([rootPid]);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const [pid, ppid] of parent) if (!tree.has(pid) && tree.has(ppid)) { tree.add(pid); grew = true; }
+  }
+  return [...tree].filter((pid) => parent.has(pid));
+}
+
 export async function cpuOfTree(rootPid, ms = 1000) {
   const read = () => {
     const procs = new Map();

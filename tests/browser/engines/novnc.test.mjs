@@ -22,6 +22,8 @@
 //   ROUNDS=1           run every case this many times, rounds interleaved
 //   OPTION_SETS=JSON   module options per copied-variant case (see below)
 //   RETRY_STALLED=0    do not run a case again when its WebDriver server stopped answering
+//   STALL_STACKS=1     on a stall, gdb's backtraces of every thread of the engine's processes,
+//                      written to ARTIFACTS/stall-<n>.txt
 //   STALL_RETRIES=5    how many times a case runs again after its driver stopped answering
 //   WINDOW_DELAY_S=0   wait this long after the sound starts before the window (and the card's
 //                      recording): the start left out
@@ -40,7 +42,7 @@ import { spawn, execFile } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ENGINES, openSession, cpuOfTree } from './engines.mjs';
+import { ENGINES, openSession, cpuOfTree, treeOf } from './engines.mjs';
 import { trackGroup } from './webdriver.mjs';
 import { preparePages, VARIANTS } from './pages.mjs';
 import * as probe from './probes.mjs';
@@ -301,7 +303,7 @@ async function runCase(engine, origin, variantName, t, set = null) {
     row.rms = tn.rms;
     row.sampleRate = tn.sampleRate;
     row.baseLatencyMs = tn.baseLatency * 1000;
-    row.outputLatencyMs = tn.outputLatency * 1000;
+    row.outputLatencyMs = tn.outputLatency === null ? null : tn.outputLatency * 1000;
     assert.ok(!tn.error, `${label}: ${tn.error}`);
     if (!(tn.rms > 0.01)) {
       const now = (await session.read(probe.PAGE_STATE)).stats;
@@ -447,11 +449,30 @@ async function runCase(engine, origin, variantName, t, set = null) {
       const ds = await daemonStats();
       e.message += ` during: ${row.phase}; CPU of the engine's processes now: ${cpu.join(', ')}` +
         (ds ? `; daemon: ${ds.clients} client(s), ${JSON.stringify(ds.frames_dropped)} frames dropped, ${ds.clients_disconnected_stalled} stalled` : '');
+      if (env.STALL_STACKS === '1') e.message += `; stacks in ${await dumpStacks(driverPid)}`;
     }
     throw e;
   } finally {
     await close();
   }
+}
+
+// gdb's backtraces of every thread of every process under the driver (the hung engine), for a
+// stall nobody has explained yet. Returns the file written.
+let stallDumps = 0;
+async function dumpStacks(rootPid) {
+  const file = path.join(ARTIFACTS, `stall-${++stallDumps}.txt`);
+  const parts = [];
+  for (const pid of treeOf(rootPid)) {
+    let cmd = '?';
+    try { cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' '); } catch { /* gone */ }
+    const out = await new Promise((resolve) => execFile('gdb', ['-p', String(pid), '-batch', '-nx',
+      '-ex', 'set pagination off', '-ex', 'thread apply all bt 30'],
+    { timeout: 120000, maxBuffer: 64 << 20 }, (err, stdout, stderr) => resolve(`${stdout}${err ? `\n(gdb: ${err.message})\n${stderr}` : ''}`)));
+    parts.push(`===== pid ${pid}: ${cmd}\n${out}`);
+  }
+  fs.writeFileSync(file, parts.join('\n'));
+  return file;
 }
 
 startTone();

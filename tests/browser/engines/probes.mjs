@@ -65,7 +65,9 @@ export const TONE = `
   const sr = an.context.sampleRate;
   return { peakHz: best * sr / an.fftSize, binHz: sr / an.fftSize, peakDb: f[best],
            rms: Math.sqrt(s2 / t.length), sampleRate: sr, contextState: an.context.state,
-           baseLatency: an.context.baseLatency, outputLatency: an.context.outputLatency };`;
+           baseLatency: an.context.baseLatency,
+           // Not in Firefox: a reading there can hang the page for good (web/select.js readsOutputPath).
+           outputLatency: /Firefox\//.test(navigator.userAgent) ? null : an.context.outputLatency };`;
 
 /**
  * Starts the click detector: a probe AnalyserNode (32768 samples, ~0.7 s at 48 kHz) fed from the
@@ -85,6 +87,9 @@ export const CLICK_DETECTOR_START = `
   const sr = ctx.sampleRate;
   const det = window.__clickDetector = { clicks: [], polls: 0, maxGapMs: 0, maxAbs: 0, probe };
   let lastT = -1, lastPoll = performance.now();
+  // Firefox's getOutputTimestamp() is not read: it can hang the page (web/select.js
+  // readsOutputPath), and it gave the render time itself there anyway.
+  const firefox = /Firefox\//.test(navigator.userAgent);
   det.timer = setInterval(() => {
     const p = performance.now();
     det.maxGapMs = Math.max(det.maxGapMs, p - lastPoll); lastPoll = p;
@@ -92,7 +97,7 @@ export const CLICK_DETECTOR_START = `
     probe.getFloatTimeDomainData(buf);
     const ct = ctx.currentTime;
     const wall = performance.timeOrigin + performance.now();
-    const ts = ctx.getOutputTimestamp ? ctx.getOutputTimestamp() : null;
+    const ts = ctx.getOutputTimestamp && !firefox ? ctx.getOutputTimestamp() : null;
     for (let i = 0; i < buf.length; i++) {
       const v = Math.abs(buf[i]);
       if (v > det.maxAbs) det.maxAbs = v;
