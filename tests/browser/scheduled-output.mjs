@@ -8,7 +8,8 @@
 // then: a source the output stops and replaces (a cut, a flush) must start past the stretch the
 // engine will render next (its 512 frames and a quantum). Inside it, the old source may already
 // be stopped when the engine renders, and its replacement not yet in place: a chunk of silence
-// that no underrun counts. Also checked: what stays scheduled is one gapless run of sources.
+// that no underrun counts. Also checked: what stays scheduled is one gapless run of sources, and
+// a flush with nothing to replace leaves one decaying tail after the audio, not two.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -92,4 +93,25 @@ test('the scheduled output replaces only audio the engine has not started to ren
   const q = out._queue;
   for (let i = 1; i < q.length; i++) assert.equal(q[i].startFrame, q[i - 1].endFrame, `source ${i} joins on`);
   assert.ok(st.bufferedMs < 60, `back near the target (${st.bufferedMs.toFixed(1)} ms)`);
+});
+
+test('a flush with nothing it may replace keeps the one tail it had (no second tail on top)', () => {
+  const ctx = stubContext();
+  const out = new ScheduledOutput(ctx, {}, { pullS: BURST / RATE, jitterMs: 5 });
+  const chunk = () => { const a = new Float32Array(CHUNK).fill(0.5); return [a, a.slice()]; };
+  for (let k = 0; k < 20; k++) { ctx.setWall(k * CHUNK / RATE); out.push(chunk(), CHUNK, RATE); }
+  // The clock just short of the last source's start: the engine may have pulled it already, so
+  // nothing is replaceable, and the last source has not ended.
+  const last = out._queue[out._queue.length - 1];
+  ctx.setWall((last.startFrame - BURST) / RATE);
+  assert.equal(out._firstReplaceable(), -1, 'nothing is replaceable');
+  const stopped = new Set(ctx.calls.filter((c) => c.op === 'stop').map((c) => c.src));
+  const liveTails = () => {
+    for (const c of ctx.calls) if (c.op === 'stop') stopped.add(c.src);
+    return ctx.calls.filter((c) => c.op === 'start' && c.src.buffer.length === TAIL_FRAMES && !stopped.has(c.src)
+      && Math.round(c.src.startS * RATE) === out._nextFrame).length;
+  };
+  assert.equal(liveTails(), 1, 'one tail after the last chunk before the flush');
+  out.flush();
+  assert.equal(liveTails(), 1, 'one tail after the last chunk after the flush');
 });

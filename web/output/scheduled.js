@@ -229,9 +229,12 @@ export class ScheduledOutput {
   }
 
   flush() {
-    // Audio the engine has not pulled yet goes; what plays now ends with its tail.
-    this._unscheduleFrom(this._firstReplaceable());
-    if (this._queue.length) this._setTail();
+    // Audio the engine has not pulled yet goes; what plays now ends with its tail. A new tail
+    // only where the old one went with that audio: with nothing replaceable it stays, and a
+    // second on top of it would play the decay twice over.
+    const i = this._firstReplaceable();
+    this._unscheduleFrom(i);
+    if (i >= 0 && this._queue.length) this._setTail();
     this._policy.reset();
     this._dry = false;
     this._queueMs = null;
