@@ -800,9 +800,9 @@ export class NovncAudio extends EventTarget {
     if (!this._output || this._ctx.state !== 'running') return;
     this._blindTicks = blind ? (this._blindTicks || 0) + 1 : 0;
     this._seeingTicks = blind ? 0 : (this._seeingTicks || 0) + 1;
-    // Firefox reports outputLatency 0 for its first second or so: it was not blind after all. A
-    // second of readings says so, not one: WebKitGTK's getOutputTimestamp() gives a plausible
-    // figure now and then in its first second.
+    // Readings that tell the path after all lift the blind floor (Firefox's outputLatency read 0
+    // for its first second, when it was still read). A second of them, not one: WebKitGTK's
+    // getOutputTimestamp() gives a plausible figure now and then in its first second.
     if (this._seeingTicks >= 4 && this._output.blindFloor) {
       this._output.blindFloor = false;
       this._output.configure({ floorMs: this._output.floorMs });
