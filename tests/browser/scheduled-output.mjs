@@ -105,9 +105,8 @@ test('a flush with nothing it may replace keeps the one tail it had (no second t
   const last = out._queue[out._queue.length - 1];
   ctx.setWall((last.startFrame - BURST) / RATE);
   assert.equal(out._firstReplaceable(), -1, 'nothing is replaceable');
-  const stopped = new Set(ctx.calls.filter((c) => c.op === 'stop').map((c) => c.src));
   const liveTails = () => {
-    for (const c of ctx.calls) if (c.op === 'stop') stopped.add(c.src);
+    const stopped = new Set(ctx.calls.filter((c) => c.op === 'stop').map((c) => c.src));
     return ctx.calls.filter((c) => c.op === 'start' && c.src.buffer.length === TAIL_FRAMES && !stopped.has(c.src)
       && Math.round(c.src.startS * RATE) === out._nextFrame).length;
   };

@@ -155,53 +155,45 @@ export async function openSession(engine, logStream) {
   }
 }
 
-/**
- * CPU use (% of one core over `ms`) of every process under `rootPid`, busiest first: tells a page
- * stuck in a loop (a content process at 100 %) from a driver that stopped answering (all idle).
- */
-/** Pids of rootPid and its descendants, from /proc. */
-export function treeOf(rootPid) {
-  const parent = new Map();
+/** Every process now: pid -> { ppid, ticks (user + system), name }, from /proc. */
+function readProcs() {
+  const procs = new Map();
   for (const d of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(d)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-      parent.set(Number(d), Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]));
+      const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').filter(Boolean);
+      procs.set(Number(d), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]),
+        name: `${path.basename(cmd[0] || '?')}${cmd.includes('-isForBrowser') || cmd.includes('tab') ? ' (content)' : ''}` });
     } catch { /* gone */ }
   }
-  const tree = new Set([rootPid]);
-  for (let grew = true; grew;) {
-    grew = false;
-    for (const [pid, ppid] of parent) if (!tree.has(pid) && tree.has(ppid)) { tree.add(pid); grew = true; }
-  }
-  return [...tree].filter((pid) => parent.has(pid));
+  return procs;
 }
 
-export async function cpuOfTree(rootPid, ms = 1000) {
-  const read = () => {
-    const procs = new Map();
-    for (const d of fs.readdirSync('/proc')) {
-      if (!/^\d+$/.test(d)) continue;
-      try {
-        const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
-        const rest = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-        const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8').split('\0').filter(Boolean);
-        procs.set(Number(d), { ppid: Number(rest[1]), ticks: Number(rest[11]) + Number(rest[12]),
-          name: `${path.basename(cmd[0] || '?')}${cmd.includes('-isForBrowser') || cmd.includes('tab') ? ' (content)' : ''}` });
-      } catch { /* gone */ }
-    }
-    return procs;
-  };
-  const a = read();
-  await new Promise((r) => setTimeout(r, ms));
-  const b = read();
+/** Pids of rootPid and its descendants among `procs` (readProcs). */
+function treeIn(procs, rootPid) {
   const tree = new Set([rootPid]);
   for (let grew = true; grew;) {
     grew = false;
-    for (const [pid, p] of b) if (!tree.has(pid) && tree.has(p.ppid)) { tree.add(pid); grew = true; }
+    for (const [pid, p] of procs) if (!tree.has(pid) && tree.has(p.ppid)) { tree.add(pid); grew = true; }
   }
+  return [...tree].filter((pid) => procs.has(pid));
+}
+
+/** Pids of rootPid and its descendants now. */
+export function treeOf(rootPid) { return treeIn(readProcs(), rootPid); }
+
+/**
+ * CPU use (% of one core over `ms`) of every process under `rootPid`, busiest first: tells a page
+ * stuck in a loop (a content process at 100 %) from a driver that stopped answering (all idle).
+ */
+export async function cpuOfTree(rootPid, ms = 1000) {
+  const a = readProcs();
+  await new Promise((r) => setTimeout(r, ms));
+  const b = readProcs();
   const hz = 100;  // USER_HZ
-  return [...tree].filter((pid) => b.has(pid) && a.has(pid))
+  return treeIn(b, rootPid).filter((pid) => a.has(pid))
     .map((pid) => ({ pid, name: b.get(pid).name, cpu: Math.round(((b.get(pid).ticks - a.get(pid).ticks) / hz) * 100000 / ms) }))
     .sort((x, y) => y.cpu - x.cpu);
 }

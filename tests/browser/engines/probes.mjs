@@ -67,7 +67,7 @@ export const TONE = `
            rms: Math.sqrt(s2 / t.length), sampleRate: sr, contextState: an.context.state,
            baseLatency: an.context.baseLatency,
            // Not in Firefox: a reading there can hang the page for good (web/select.js readsOutputPath).
-           outputLatency: navigator.userAgent.includes('Firefox/') ? null : an.context.outputLatency };`;
+           outputLatency: a.engine === 'firefox' ? null : an.context.outputLatency };`;
 
 /**
  * Starts the click detector: a probe AnalyserNode (32768 samples, ~0.7 s at 48 kHz) fed from the
@@ -89,7 +89,7 @@ export const CLICK_DETECTOR_START = `
   let lastT = -1, lastPoll = performance.now();
   // Firefox's getOutputTimestamp() is not read: it can hang the page (web/select.js
   // readsOutputPath), and it gave the render time itself there anyway.
-  const firefox = navigator.userAgent.includes('Firefox/');
+  const firefox = a.engine === 'firefox';
   det.timer = setInterval(() => {
     const p = performance.now();
     det.maxGapMs = Math.max(det.maxGapMs, p - lastPoll); lastPoll = p;
