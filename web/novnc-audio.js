@@ -25,7 +25,7 @@
 //   audio.startOnFirstGesture();                          // or audio.start() from a click handler
 import { audioUrlFromVncUrl, toWsUrl } from './audio-url.js';
 import { onGesture } from './gesture.js';
-import { engineOf, enginePullS, pickContextRate, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, readsOutputPath, startsBlind } from './select.js';
+import { engineOf, enginePullS, pickContextRate, pickFloorMs, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, readsOutputPath, startsBlind } from './select.js';
 import { WorkletOutput } from './output/worklet.js';
 import { ScheduledOutput } from './output/scheduled.js';
 import { Microphone, micUrlFromAudioUrl } from './microphone.js';
@@ -116,7 +116,8 @@ export class NovncAudio extends EventTarget {
    *        (Chromium secure 26-38 ms instead of 41-52) but a 10-minute Chromium run with it had
    *        36 underruns (3.6 a minute, on a machine still busy with other jobs): not the default
    * @param {number} [opts.floorMs] the buffer's floor (ms) instead of the one derived from the
-   *        engine's figures (experiments; the engines harness compares settings with it)
+   *        engine's figures and select.js engineFloorMs (experiments; the engines harness
+   *        compares settings with it)
    * @param {number} [opts.startMarginMs] added to the buffer's target for the first 4 s after the
    *        sound starts (a cautious start). Default by engine, measured (select.js
    *        pickStartMargin): 80 in WebKitGTK, 0 elsewhere
@@ -521,9 +522,11 @@ export class NovncAudio extends EventTarget {
       this._emitError(`AudioWorklet failed (${message(e)}); scheduling buffers instead`);
       this._output = await ScheduledOutput.create(this._ctx, this._gain, opts);
     }
-    if (this.floorMs !== null) {
-      this._output.floorMs = this.floorMs;
-      this._output.configure({ floorMs: this.floorMs });
+    // The page's floorMs, else the engine's where its own figures set the output's too low.
+    const floorMs = pickFloorMs({ floorMs: this.floorMs, floorMode: this.floorMode, outputFloorMs: this._output.floorMs, engine: this.engine });
+    if (floorMs !== null) {
+      this._output.floorMs = floorMs;
+      this._output.configure({ floorMs });
     }
     this._stats.output = this._output.name;
     this._stats.floorMs = this._output.floorMs;

@@ -100,6 +100,35 @@ export function enginePullS({ baseLatency, sampleRate, engine = 'other' }) {
 }
 
 /**
+ * The buffer's floor where the engine's own figures make the outputs' floor too low (ms), else
+ * null (the output's floor stands). Firefox ESR 153 renders 7-8 quanta at a time (18.7-21.3 ms
+ * at 48 kHz; the `currentTime` the page sees steps by that) but its baseLatency reads 0, so the
+ * worklet's floor was one quantum (2.7 ms) and it underran 1-4 times a minute, each a gap heard
+ * at the sound card. Paired, 2 x 60 s per floor, secure page (engines harness, 2026-12-04):
+ * 2.7 ms 6 underruns, card 57 and 72 ms; 12 ms 1 underrun, card 66 and 67; 21.3 ms (a whole
+ * burst and a quantum) 1 underrun, card 75 and 75. The scheduled output's floor in Firefox is
+ * 12 ms already (its start lead and 2 ms), and 0 underruns there in the same session.
+ * @param {string} [engine] engineOf(navigator.userAgent)
+ */
+export function engineFloorMs(engine = 'other') {
+  return engine === 'firefox' ? 12 : null;
+}
+
+/**
+ * The floor to give the output in place of its own (ms), or null to keep the output's.
+ * @param {object} f
+ * @param {number|null} f.floorMs        the floorMs option (null: not given)
+ * @param {'engine'|'quantum'} f.floorMode the floor option ('quantum' asks for the smallest)
+ * @param {number} f.outputFloorMs       the floor the output derived from the engine's figures
+ * @param {string} [f.engine]            engineOf(navigator.userAgent)
+ */
+export function pickFloorMs({ floorMs = null, floorMode = 'engine', outputFloorMs, engine = 'other' }) {
+  if (floorMs !== null) return floorMs;
+  const least = floorMode === 'engine' ? engineFloorMs(engine) : null;
+  return least !== null && least > outputFloorMs ? least : null;
+}
+
+/**
  * Whether the engine is known to tell nothing of its output path (WebKitGTK: no outputLatency,
  * no usable getOutputTimestamp), so that the buffer keeps the blind floor from its first audio
  * instead of after a second of such readings (NovncAudio._blindOutput). In WebKitGTK 2.50 the

@@ -29,7 +29,7 @@ import http from 'node:http';
 import { startMockServer, webFile } from './mock-server.mjs';
 import { phaseJumps } from './tone-phase.mjs';
 import { NovncAudio, networkTerm, outputLatency } from '../../web/novnc-audio.js';
-import { engineOf, pickContextRate, pickDecoder, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, renderBurstFrames, enginePullS, readsOutputPath, startsBlind } from '../../web/select.js';
+import { engineOf, pickContextRate, pickFloorMs, pickDecoder, pickLatencyHint, pickOutput, pickStartMargin, pickTransport, renderBurstFrames, enginePullS, readsOutputPath, startsBlind } from '../../web/select.js';
 import { audioUrlFor } from '../../web/novnc-ui.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
@@ -381,6 +381,18 @@ test('Firefox\'s output-path figures are never read (a reading can hang its page
     assert.equal(out.source, 'outputLatency', engine);
     assert.ok(Math.abs(out.ms - 40) < 1e-9, `${engine}: ${out.ms}`);
     assert.ok(reads.includes('outputLatency') && reads.includes('getOutputTimestamp'), `${engine}: ${reads}`);
+  }
+});
+
+test("the buffer's floor: Firefox's worklet floor raised to 12 ms (its bursts, not its baseLatency of 0); never lowered; the option wins", () => {
+  const workletFirefox = 128 / 48000 * 1000;   // the worklet's floor from a baseLatency of 0
+  assert.equal(pickFloorMs({ outputFloorMs: workletFirefox, engine: 'firefox' }), 12);
+  assert.equal(pickFloorMs({ outputFloorMs: 12, engine: 'firefox' }), null, "the scheduled output's own 12 ms stands");
+  assert.equal(pickFloorMs({ outputFloorMs: 40, engine: 'firefox' }), null, 'a higher floor is not lowered');
+  assert.equal(pickFloorMs({ outputFloorMs: workletFirefox, floorMode: 'quantum', engine: 'firefox' }), null, "floor 'quantum' asks for the smallest");
+  assert.equal(pickFloorMs({ floorMs: 3, outputFloorMs: workletFirefox, engine: 'firefox' }), 3, 'the floorMs option wins');
+  for (const engine of ['chromium', 'webkitgtk', 'safari', 'other']) {
+    assert.equal(pickFloorMs({ outputFloorMs: 2.9, engine }), null, engine);
   }
 });
 
