@@ -106,11 +106,13 @@ export function enginePullS({ baseLatency, sampleRate, engine = 'other' }) {
  * worklet's floor was one quantum (2.7 ms) and it underran 1-4 times a minute, each a gap heard
  * at the sound card. Paired, 2 x 60 s per floor, secure page (engines harness, 2026-12-04):
  * 2.7 ms 6 underruns, card 57 and 72 ms; 12 ms 1 underrun, card 66 and 67; 21.3 ms (a whole
- * burst and a quantum) 1 underrun, card 75 and 75. The scheduled output's floor in Firefox is
- * 12 ms already (its start lead and 2 ms), and 0 underruns there in the same session.
+ * burst and a quantum) 1 underrun, card 75 and 75. With 12 ms, one 10-minute window had 1
+ * underrun. The scheduled output's floor in Firefox is 12 ms already (its start lead and 2 ms):
+ * 0 underruns in 2 x 60 s, but 10 in a 10-minute window of the same session, not looked into.
+ * Used by pickFloorMs only.
  * @param {string} [engine] engineOf(navigator.userAgent)
  */
-export function engineFloorMs(engine = 'other') {
+function engineFloorMs(engine = 'other') {
   return engine === 'firefox' ? 12 : null;
 }
 
