@@ -77,9 +77,9 @@ export function pickLatencyHint({ latencyHint, engine = 'other' }) {
  * How many frames the engine renders at once, at least, whatever its output buffer: the floor
  * of the buffer covers this much besides a quantum (enginePullS).
  * Chromium renders 512 frames at a time (currentTime seen from the page steps by 4 quanta)
- * with latencyHint 0 as with 'interactive', though its baseLatency says 128 with 0: on Linux its
- * PulseAudio output never takes fewer (kMinimumOutputBufferSize in Chromium's
- * media/audio/pulse/audio_manager_pulse.cc; only the user's --audio-buffer-size lowers it). A floor
+ * with latencyHint 0 as with 'interactive', though its baseLatency says 128 with 0 (with
+ * 'interactive' 512 is its least PulseAudio buffer, kMinimumOutputBufferSize in Chromium's
+ * media/audio/pulse/audio_manager_pulse.cc; with 0 the bursts stay, from further down). A floor
  * from that baseLatency (5.8 ms) underran 4 times in 3 paired minutes against 1 with this one
  * (14.5 ms, as with 'interactive'), and 1-3 times a minute in other short runs (engines harness,
  * 2026-12-03). Elsewhere 0: the engine's baseLatency says it.
