@@ -523,7 +523,8 @@ export class NovncAudio extends EventTarget {
       this._output = await ScheduledOutput.create(this._ctx, this._gain, opts);
     }
     // The page's floorMs, else the engine's where its own figures set the output's too low.
-    const floorMs = pickFloorMs({ floorMs: this.floorMs, floorMode: this.floorMode, outputFloorMs: this._output.floorMs, engine: this.engine });
+    const floorMs = pickFloorMs({ floorMs: this.floorMs, floorMode: this.floorMode, outputFloorMs: this._output.floorMs,
+      engine: this.engine, output: this._output.name });
     if (floorMs !== null) {
       this._output.floorMs = floorMs;
       this._output.configure({ floorMs });

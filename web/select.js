@@ -109,13 +109,18 @@ export function enginePullS({ baseLatency, sampleRate, engine = 'other' }) {
  * at the sound card. Paired, 2 x 60 s per floor, secure page (engines harness, 2026-12-04):
  * 2.7 ms 6 underruns, card 57 and 72 ms; 12 ms 1 underrun, card 66 and 67; 21.3 ms (a whole
  * burst and a quantum) 1 underrun, card 75 and 75. With 12 ms, one 10-minute window had 1
- * underrun. The scheduled output's floor in Firefox is 12 ms already (its start lead and 2 ms):
- * 0 underruns in 2 x 60 s, but 10 in a 10-minute window of the same session, not looked into.
+ * underrun. The scheduled output needs the whole burst and a quantum, 1024 frames, as in
+ * Chromium (its floor there is the burst, a quantum and 2 ms): sources scheduled from the main
+ * thread must be in place before the burst that renders them. Plain page, paired, 8 minutes per
+ * floor: 12 ms (its own, the start lead and 2 ms) 5 underruns, 13 drops and 11 jumps at the
+ * card, card 74 ms; 16 ms 7, 12 and 7, 79 ms; 21.3 ms 1, 1 and 0, 82 ms (2026-12-04).
  * Used by pickFloorMs only.
  * @param {string} [engine] engineOf(navigator.userAgent)
+ * @param {string} [output] the output's name ('worklet' or 'scheduled')
  */
-function engineFloorMs(engine = 'other') {
-  return engine === 'firefox' ? 12 : null;
+function engineFloorMs(engine = 'other', output = 'worklet') {
+  if (engine !== 'firefox') return null;
+  return output === 'scheduled' ? 1024 * 1000 / 48000 : 12;
 }
 
 /**
@@ -125,10 +130,11 @@ function engineFloorMs(engine = 'other') {
  * @param {'engine'|'quantum'} f.floorMode the floor option ('quantum' asks for the smallest)
  * @param {number} f.outputFloorMs       the floor the output derived from the engine's figures
  * @param {string} [f.engine]            engineOf(navigator.userAgent)
+ * @param {string} [f.output]            the output's name ('worklet' or 'scheduled')
  */
-export function pickFloorMs({ floorMs = null, floorMode = 'engine', outputFloorMs, engine = 'other' }) {
+export function pickFloorMs({ floorMs = null, floorMode = 'engine', outputFloorMs, engine = 'other', output = 'worklet' }) {
   if (floorMs !== null) return floorMs;
-  const least = floorMode === 'engine' ? engineFloorMs(engine) : null;
+  const least = floorMode === 'engine' ? engineFloorMs(engine, output) : null;
   return least !== null && least > outputFloorMs ? least : null;
 }
 

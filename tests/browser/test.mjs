@@ -384,15 +384,18 @@ test('Firefox\'s output-path figures are never read (a reading can hang its page
   }
 });
 
-test("the buffer's floor: Firefox's worklet floor raised to 12 ms (its bursts, not its baseLatency of 0); never lowered; the option wins", () => {
+test("the buffer's floor: Firefox's worklet raised to 12 ms and its scheduled output to a burst and a quantum (its bursts, not its baseLatency of 0); never lowered; the option wins", () => {
   const workletFirefox = 128 / 48000 * 1000;   // the worklet's floor from a baseLatency of 0
-  assert.equal(pickFloorMs({ outputFloorMs: workletFirefox, engine: 'firefox' }), 12);
-  assert.equal(pickFloorMs({ outputFloorMs: 12, engine: 'firefox' }), null, "the scheduled output's own 12 ms stands");
-  assert.equal(pickFloorMs({ outputFloorMs: 40, engine: 'firefox' }), null, 'a higher floor is not lowered');
+  const scheduledFirefox = 12;                 // the scheduled output's own: its start lead and 2 ms
+  assert.equal(pickFloorMs({ outputFloorMs: workletFirefox, engine: 'firefox', output: 'worklet' }), 12);
+  assert.equal(pickFloorMs({ outputFloorMs: workletFirefox, engine: 'firefox' }), 12, 'the worklet by default');
+  assert.equal(pickFloorMs({ outputFloorMs: scheduledFirefox, engine: 'firefox', output: 'scheduled' }), 1024 / 48);
+  assert.equal(pickFloorMs({ outputFloorMs: 40, engine: 'firefox', output: 'worklet' }), null, 'a higher floor is not lowered');
+  assert.equal(pickFloorMs({ outputFloorMs: 40, engine: 'firefox', output: 'scheduled' }), null, 'a higher floor is not lowered');
   assert.equal(pickFloorMs({ outputFloorMs: workletFirefox, floorMode: 'quantum', engine: 'firefox' }), null, "floor 'quantum' asks for the smallest");
-  assert.equal(pickFloorMs({ floorMs: 3, outputFloorMs: workletFirefox, engine: 'firefox' }), 3, 'the floorMs option wins');
+  assert.equal(pickFloorMs({ floorMs: 3, outputFloorMs: scheduledFirefox, engine: 'firefox', output: 'scheduled' }), 3, 'the floorMs option wins');
   for (const engine of ['chromium', 'webkitgtk', 'safari', 'other']) {
-    assert.equal(pickFloorMs({ outputFloorMs: 2.9, engine }), null, engine);
+    for (const output of ['worklet', 'scheduled']) assert.equal(pickFloorMs({ outputFloorMs: 2.9, engine, output }), null, `${engine} ${output}`);
   }
 });
 
