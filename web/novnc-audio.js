@@ -107,8 +107,9 @@ export class NovncAudio extends EventTarget {
    *        output resamples). Default by engine, measured (select.js pickContextRate): the
    *        device's in Chromium, 48000 elsewhere
    * @param {'interactive'|'balanced'|'playback'|number} [opts.latencyHint] the AudioContext's
-   *        latencyHint. Default by engine, measured (select.js pickLatencyHint): 0 (the smallest
-   *        output buffer) in Chromium, 'interactive' elsewhere
+   *        latencyHint. Default by engine and output, measured (select.js pickLatencyHint): in
+   *        Chromium 0 (the smallest output buffer) for the scheduled output, 'interactive' for
+   *        the worklet; 'interactive' elsewhere
    * @param {number} [opts.blindFloorMs=40] the buffer's floor where the engine reports no output
    *        latency (WebKitGTK)
    * @param {'engine'|'quantum'} [opts.floor='engine'] the worklet's floor: the engine's base
@@ -157,7 +158,8 @@ export class NovncAudio extends EventTarget {
     this.pcmChannels = Number(opts.pcmChannels || 2);
     this.engine = engineOf(globalThis.navigator ? globalThis.navigator.userAgent : '');
     this.contextSampleRate = pickContextRate({ sampleRate: opts.sampleRate, engine: this.engine });
-    this.latencyHint = pickLatencyHint({ latencyHint: opts.latencyHint, engine: this.engine });
+    this._latencyHintOption = opts.latencyHint;
+    this.latencyHint = null;    // the context's, once made (_ensureContext)
     this.startMarginMs = pickStartMargin({ startMarginMs: opts.startMarginMs, engine: this.engine });
     this.blindFloorMs = Number(opts.blindFloorMs ?? BLIND_FLOOR_MS);
     this.floorMode = opts.floor === 'quantum' ? 'quantum' : 'engine';
@@ -445,6 +447,10 @@ export class NovncAudio extends EventTarget {
     const why = noAudioReason();
     if (why) throw new Error(why);
     const AC = globalThis.AudioContext || globalThis.webkitAudioContext;
+    // The hint depends on the output, which needs the context: whether the worklet can run is
+    // known before (audioWorklet is on the prototype only in secure contexts).
+    const worklet = this.outputChoice !== 'scheduled' && 'audioWorklet' in AC.prototype;
+    this.latencyHint = pickLatencyHint({ latencyHint: this._latencyHintOption, engine: this.engine, worklet });
     let ctx;
     try {
       ctx = this.contextSampleRate

@@ -58,19 +58,26 @@ export function pickContextRate({ sampleRate, engine = 'other' }) {
 }
 
 /**
- * The AudioContext's latencyHint: what the page asked for, else by engine, as measured
- * (docs/PERFORMANCE.md, LAN per engine). Chromium sizes its output buffer by it: 'interactive'
- * takes the device's usual 512 frames (baseLatency 11.6 ms at 44.1 kHz), 0 the smallest it allows
- * (128 frames, 2.9 ms), which took 8-10 ms off its render -> sound card path (the buffer's floor
- * stays where it was: renderBurstFrames). Firefox measured the same with either;
- * WebKitGTK ignores it. Elsewhere the standard's 'interactive'.
+ * The AudioContext's latencyHint: what the page asked for, else by engine and output, as
+ * measured (docs/PERFORMANCE.md). Chromium sizes its output buffer by it: 'interactive' takes
+ * the device's usual 512 frames (baseLatency 11.6 ms at 44.1 kHz), 0 the smallest it allows (128
+ * frames, 2.9 ms), which takes 8-10 ms off its render -> sound card path (the buffer's floor
+ * stays where it was: renderBurstFrames). With the worklet, whose JavaScript runs on the audio
+ * thread, that small buffer breaks at the sound card, which the module cannot see: paired
+ * 90 s windows, secure page, 6 minutes per hint (engines harness, 2026-12-04): 0 had 13 drops
+ * and 25 jumps at the card, 'interactive' 6 and 7, for 8 ms more (card 68-70 against 76-78);
+ * 3 x 30 s on 2026-12-03 had read 14 drops / 42 jumps against 2 / 2. The scheduled output
+ * (plain-HTTP pages: native nodes on that thread) showed no such difference (3 x 30 s, 2 / 3
+ * against 2 / 2) and keeps 0. Firefox measured the same with either; WebKitGTK ignores it.
+ * Elsewhere the standard's 'interactive'.
  * @param {string|number|undefined} f.latencyHint  the latencyHint option
  * @param {string} [f.engine]                      engineOf(navigator.userAgent)
+ * @param {boolean} [f.worklet]                    whether the worklet output will play
  * @returns {string|number}
  */
-export function pickLatencyHint({ latencyHint, engine = 'other' }) {
+export function pickLatencyHint({ latencyHint, engine = 'other', worklet = true }) {
   if (latencyHint !== undefined && latencyHint !== null) return latencyHint;
-  return engine === 'chromium' ? 0 : 'interactive';
+  return engine === 'chromium' && !worklet ? 0 : 'interactive';
 }
 
 /**

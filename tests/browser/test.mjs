@@ -347,12 +347,17 @@ test('engineOf tells the engines apart by their user agent strings', () => {
   assert.equal(engineOf(''), 'other');
 });
 
-test('the latencyHint: the option wins, else 0 (the smallest output buffer) in Chromium, interactive elsewhere', () => {
-  assert.equal(pickLatencyHint({ engine: 'chromium' }), 0);
-  for (const engine of ['firefox', 'webkitgtk', 'safari', 'other']) assert.equal(pickLatencyHint({ engine }), 'interactive', engine);
-  assert.equal(pickLatencyHint({ latencyHint: 'interactive', engine: 'chromium' }), 'interactive');
+test("the latencyHint: the option wins, else 0 (the smallest output buffer) for Chromium's scheduled output, interactive for its worklet and elsewhere", () => {
+  assert.equal(pickLatencyHint({ engine: 'chromium', worklet: false }), 0);
+  assert.equal(pickLatencyHint({ engine: 'chromium', worklet: true }), 'interactive');
+  assert.equal(pickLatencyHint({ engine: 'chromium' }), 'interactive', 'the worklet by default');
+  for (const engine of ['firefox', 'webkitgtk', 'safari', 'other']) {
+    for (const worklet of [true, false]) assert.equal(pickLatencyHint({ engine, worklet }), 'interactive', `${engine} ${worklet}`);
+  }
+  assert.equal(pickLatencyHint({ latencyHint: 'interactive', engine: 'chromium', worklet: false }), 'interactive');
+  assert.equal(pickLatencyHint({ latencyHint: 0, engine: 'chromium', worklet: true }), 0, 'the option wins');
   assert.equal(pickLatencyHint({ latencyHint: 0.02, engine: 'firefox' }), 0.02);
-  assert.equal(pickLatencyHint({ latencyHint: null, engine: 'chromium' }), 0);
+  assert.equal(pickLatencyHint({ latencyHint: null, engine: 'chromium', worklet: false }), 0);
   // Chromium renders 512 frames at once whatever its output buffer: the floor keeps covering them.
   assert.equal(renderBurstFrames('chromium'), 512);
   for (const engine of ['firefox', 'webkitgtk', 'safari', 'other']) assert.equal(renderBurstFrames(engine), 0, engine);
