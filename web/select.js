@@ -67,8 +67,9 @@ export function pickContextRate({ sampleRate, engine = 'other' }) {
  * 90 s windows, secure page, 6 minutes per hint (engines harness, 2026-12-04): 0 had 13 drops
  * and 25 jumps at the card, 'interactive' 6 and 7, for 8 ms more (card 68-70 against 76-78);
  * 3 x 30 s on 2026-12-03 had read 14 drops / 42 jumps against 2 / 2. The scheduled output
- * (plain-HTTP pages: native nodes on that thread) showed no such difference (3 x 30 s, 2 / 3
- * against 2 / 2) and keeps 0. Firefox measured the same with either; WebKitGTK ignores it.
+ * (plain-HTTP pages: native nodes on that thread) broke no more often with 0 and keeps it: 2 x
+ * 90 s per hint, 2 drops / 5 jumps, card 80, against 5 / 7 and an underrun, card 88-90 (same
+ * day). Firefox measured the same with either; WebKitGTK ignores it.
  * Elsewhere the standard's 'interactive'.
  * @param {string|number|undefined} f.latencyHint  the latencyHint option
  * @param {string} [f.engine]                      engineOf(navigator.userAgent)
