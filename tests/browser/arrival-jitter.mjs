@@ -48,6 +48,22 @@ test('one stall does not switch the rule on (no ratchet)', () => {
   assert.ok(j.lateMs() <= 5, `back to the p99 once the stall left the 5 s window: ${j.lateMs()}`);
 });
 
+test('one stall whose burst straddles the start of a second is still one stall', () => {
+  const j = new ArrivalJitter();
+  // Clean for 5 s (buckets start at 30 ms past each second), then frames due in 4.6-5.0 s are
+  // held and arrive 2 ms apart from 5.02 s on: the burst runs past the start of the next
+  // bucket (5.03 s) with frames still 300 ms late in it.
+  let i = 0;
+  for (; i * FRAME_MS < 4600; i++) j.arrived(i * FRAME_MS, i * FRAME_MS + 30);
+  let k = 0;
+  for (; i * FRAME_MS < 5000; i++, k++) j.arrived(i * FRAME_MS, 5020 + 2 * k);
+  const late = j._buckets.map((x) => x.max - 30).filter((x) => x > 60);
+  assert.equal(late.length, 2, `the burst spans two buckets: ${JSON.stringify(j._buckets)}`);
+  assert.equal(j.stallMs(), 0, 'one stall, not two');
+  for (; i * FRAME_MS < 8000; i++) j.arrived(i * FRAME_MS, i * FRAME_MS + 30);
+  assert.equal(j.stallMs(), 0, 'still one stall afterwards');
+});
+
 test('recurring stalls switch the rule on; it lets go within 20 s of the last', () => {
   const j = new ArrivalJitter();
   // 150 ms stalls every 4 s, then a 250 ms one: each leaves the 5 s window before the next.

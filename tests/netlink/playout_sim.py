@@ -82,8 +82,8 @@ class Peaks:
 
 
 def stall_rule(stall_ms=60.0, stalls=2, peak_margin=50.0, floor=20.0, margin=2.0):
-    """web/ with the stall rule: the 5 s p99, unless at least `stalls` seconds of the last 20 s
-    peaked above `stall_ms`; then the highest peak of the 20 s + `peak_margin`."""
+    """web/ with the stall rule: the 5 s p99, unless at least `stalls` stalls (runs of seconds that
+    peaked above `stall_ms`) are in the last 20 s; then the highest peak of the 20 s + `peak_margin`."""
     def make():
         w = Window(5000)
         pk = Peaks()
@@ -95,7 +95,9 @@ def stall_rule(stall_ms=60.0, stalls=2, peak_margin=50.0, floor=20.0, margin=2.0
             est = w.pct(0.99)
             if pk.b:
                 late = pk.late()
-                if sum(1 for x in late if x > stall_ms) >= stalls:
+                # seconds late in a row are one stall (arrival-jitter.js stallMs)
+                runs = sum(1 for i, x in enumerate(late) if x > stall_ms and (i == 0 or late[i - 1] <= stall_ms))
+                if runs >= stalls:
                     est = max(est, max(late) + peak_margin)
             return max(floor, est + margin)
         return target
