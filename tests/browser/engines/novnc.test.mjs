@@ -154,6 +154,27 @@ function writeClicks(count) {
   });
 }
 
+/**
+ * How far the page's clock (performance.timeOrigin + now(), which the click detector stamps with)
+ * is ahead of this process's wall clock (Date.now(), the CLOCK_REALTIME that clicks.py stamps
+ * the sink's monitor with), in ms: of `samples` round trips, the shortest one's midpoint. The two
+ * are not the same clock: an engine fixes timeOrigin from the wall clock once and counts
+ * performance.now() on a monotonic clock after, so a wall clock slewed since (NTP on a machine
+ * freshly booted) moves one against the other. A CI run saw Firefox's clicks 35 ms early, half
+ * of them before the sink itself had them, while the sound card (wall clock on both sides)
+ * showed the usual delay; such a slew is the likeliest cause (here the offset reads under 1 ms).
+ */
+async function pageClockOffset(session, samples = 7) {
+  let best = null;
+  for (let i = 0; i < samples; i++) {
+    const before = Date.now();
+    const page = await session.read('return performance.timeOrigin + performance.now();');
+    const after = Date.now();
+    if (!best || after - before < best.rttMs) best = { rttMs: after - before, offsetMs: page - (before + after) / 2 };
+  }
+  return best;
+}
+
 async function daemonStats() {
   try {
     const r = await fetch(`http://127.0.0.1:${pages.daemonPort}/stats`, { signal: AbortSignal.timeout(3000) });
@@ -170,11 +191,11 @@ const fmt = (x, d = 0) => (x === null || x === undefined || Number.isNaN(x) ? '-
  * Delays from each click in the sink (when the sink's monitor showed it) to its detection in the
  * page (`field`: 'rendered' or 'output'), matching each click to the first detection within maxMs.
  */
-export function matchClicks(written, detected, field, maxMs = 900) {
+export function matchClicks(written, detected, field, maxMs = 900, minMs = 0) {
   const out = [];
   for (const w of written) {
     if (!w.monitor) continue;
-    const d = detected.find((c) => c[field] !== null && c[field] - w.monitor >= 0 && c[field] - w.monitor < maxMs);
+    const d = detected.find((c) => c[field] !== null && c[field] - w.monitor >= minMs && c[field] - w.monitor < maxMs);
     if (d) out.push(d[field] - w.monitor);
   }
   return out;
@@ -397,19 +418,30 @@ async function runCase(engine, origin, variantName, t, set = null) {
       phase('clicks');
       await stopTone();
       await sleep(800);  // let the tone drain out of the buffers
+      const clockBefore = await pageClockOffset(session);
       await session.execute(probe.CLICK_DETECTOR_START);
       if (env.PUSH_LOG) await session.execute('window.__pl = [];');
       try {
         const written = await writeClicks(CLICKS);
         await sleep(1000);
         const det = await session.read(probe.CLICK_DETECTOR_STOP);
+        // The detector's times on the harness's clock (the page clock's offset, the mean of the
+        // readings before and after the clicks).
+        const clockAfter = await pageClockOffset(session);
+        const clockOffsetMs = (clockBefore.offsetMs + clockAfter.offsetMs) / 2;
+        row.pageClock = { offsetMs: clockOffsetMs, driftMs: clockAfter.offsetMs - clockBefore.offsetMs,
+          rttMs: Math.max(clockBefore.rttMs, clockAfter.rttMs) };
+        for (const c of det.clicks) {
+          if (c.rendered !== null) c.rendered -= clockOffsetMs;
+          if (c.output !== null) c.output -= clockOffsetMs;
+        }
         // PUSH_LOG=1: the pushes that carried a click, with the page's clock origin, so that
         // each click's time before the output (push) and after it (rendered) can be told apart.
         const pushes = env.PUSH_LOG
           ? await session.execute('return { timeOrigin: performance.timeOrigin, sampleRate: window.novncAudio.audioContext.sampleRate, pushes: window.__pl.filter((e) => e[5] >= 0) };')
           : null;
         fs.writeFileSync(path.join(ARTIFACTS, `clicks-${caseName}.json`),
-          JSON.stringify({ written, detected: det.clicks, ...(pushes ? { clickPushes: pushes } : {}) }, null, 1));
+          JSON.stringify({ written, detected: det.clicks, pageClock: row.pageClock, ...(pushes ? { clickPushes: pushes } : {}) }, null, 1));
         const rendered = matchClicks(written, det.clicks, 'rendered');
         const output = matchClicks(written, det.clicks, 'output');
         const viaMonitor = written.filter((w) => w.monitor).map((w) => w.monitor - w.written);
@@ -427,9 +459,17 @@ async function runCase(engine, origin, variantName, t, set = null) {
         log(`${label}: clicks detected ${rendered.length}/${written.length}; sink->rendered median ${fmt(row.renderedMedian)} ms ` +
           `p99 ${fmt(row.renderedP99)} (from the sink's monitor); ->output median ${fmt(row.outputMedian)}; ` +
           `->sound card median ${fmt(row.cardMedian)} p99 ${fmt(row.cardP99)} (${row.cardClicks}); write->monitor median ${fmt(row.writeToMonitorMedian, 1)} ms; ` +
-          `detector's longest poll gap ${fmt(det.maxGapMs)} ms`);
-        assert.ok(rendered.length >= Math.ceil(written.length * 0.8),
-          `${label}: only ${rendered.length} of ${written.length} clicks found in the rendered audio ` +
+          `detector's longest poll gap ${fmt(det.maxGapMs)} ms; the page's clock ${fmt(clockOffsetMs, 1)} ms ahead of ours ` +
+          `(moved ${fmt(row.pageClock.driftMs, 1)} ms over the clicks, read in round trips of ${fmt(row.pageClock.rttMs)} ms or less)`);
+        // Found: detected near the sink's time for it, up to 100 ms before (a page clock off by
+        // that much still shows the click went through); timed: only the ones after it.
+        const found = matchClicks(written, det.clicks, 'rendered', 900, -100);
+        if (found.length > rendered.length) {
+          log(`${label}: WARNING: ${found.length - rendered.length} click(s) rendered before the sink had them ` +
+            `(by up to ${fmt(-Math.min(...found))} ms): the page's clock is off ours by more than its offset measured; left out of the figures`);
+        }
+        assert.ok(found.length >= Math.ceil(written.length * 0.8),
+          `${label}: only ${found.length} of ${written.length} clicks found in the rendered audio ` +
           `(detected ${det.clicks.length}, loudest sample ${det.maxAbs.toFixed(3)}, ${det.polls} polls)`);
       } finally {
         startTone();
